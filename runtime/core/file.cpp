@@ -1,0 +1,229 @@
+#include "core/file.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <random>
+#include <set>
+
+#include "core/error.h"
+
+namespace temper {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string errno_str() { return std::strerror(errno); }
+
+// Temporary outputs still open, removed by the signal handler on SIGINT/SIGTERM.
+// A fixed array of C strings, because only async-signal-safe work may happen in the handler.
+constexpr int kMaxTemps = 16;
+char g_temps[kMaxTemps][4096];
+std::atomic<bool> g_temp_used[kMaxTemps];
+std::once_flag g_handler_once;
+
+void on_fatal_signal(int sig) {
+  for (int i = 0; i < kMaxTemps; ++i)
+    if (g_temp_used[i].load()) unlink(g_temps[i]);
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+int register_temp(const std::string& path) {
+  std::call_once(g_handler_once, [] {
+    signal(SIGINT, on_fatal_signal);
+    signal(SIGTERM, on_fatal_signal);
+    signal(SIGHUP, on_fatal_signal);
+  });
+  if (path.size() >= sizeof(g_temps[0])) return -1;
+  for (int i = 0; i < kMaxTemps; ++i) {
+    bool expected = false;
+    if (!g_temp_used[i].load()) {
+      std::memcpy(g_temps[i], path.c_str(), path.size() + 1);
+      if (g_temp_used[i].compare_exchange_strong(expected, true)) return i;
+    }
+  }
+  return -1;
+}
+
+void unregister_temp(const std::string& path) {
+  for (int i = 0; i < kMaxTemps; ++i)
+    if (g_temp_used[i].load() && path == g_temps[i]) g_temp_used[i].store(false);
+}
+
+}  // namespace
+
+MappedFile::MappedFile(const std::string& path) : path_(path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail(path, ": cannot open: ", errno_str());
+  struct stat st {};
+  if (fstat(fd, &st) != 0) {
+    ::close(fd);
+    fail(path, ": cannot stat: ", errno_str());
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    fail(path, ": not a regular file");
+  }
+  size_ = uint64_t(st.st_size);
+  if (size_ > 0) {
+    void* p = mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+      ::close(fd);
+      fail(path, ": cannot map ", size_, " bytes: ", errno_str());
+    }
+    data_ = static_cast<const uint8_t*>(p);
+  }
+  ::close(fd);
+}
+
+MappedFile::~MappedFile() {
+  if (data_) munmap(const_cast<uint8_t*>(data_), size_);
+}
+
+MappedFile::MappedFile(MappedFile&& o) noexcept : path_(std::move(o.path_)), data_(o.data_), size_(o.size_) {
+  o.data_ = nullptr;
+  o.size_ = 0;
+}
+
+MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
+  if (this != &o) {
+    if (data_) munmap(const_cast<uint8_t*>(data_), size_);
+    path_ = std::move(o.path_);
+    data_ = o.data_;
+    size_ = o.size_;
+    o.data_ = nullptr;
+    o.size_ = 0;
+  }
+  return *this;
+}
+
+std::span<const uint8_t> MappedFile::span(uint64_t offset, uint64_t len, std::string_view what) const {
+  TEMPER_CHECK(offset <= size_ && len <= size_ - offset, path_, ": ", what, " (bytes ", offset, "..",
+               offset + len, ") lies outside the file of ", size_, " bytes");
+  return {data_ + offset, size_t(len)};
+}
+
+static void advise(const uint8_t* base, uint64_t size, uint64_t offset, uint64_t len, int how) {
+  if (!base || offset >= size) return;
+  const uint64_t page = uint64_t(sysconf(_SC_PAGESIZE));
+  const uint64_t start = offset / page * page;
+  const uint64_t end = std::min(size, offset + len);
+  madvise(const_cast<uint8_t*>(base) + start, end - start, how);
+}
+
+void MappedFile::advise_willneed(uint64_t offset, uint64_t len) const {
+  advise(data_, size_, offset, len, MADV_WILLNEED);
+}
+void MappedFile::advise_dontneed(uint64_t offset, uint64_t len) const {
+  advise(data_, size_, offset, len, MADV_DONTNEED);
+}
+
+std::string read_text_file(const std::string& path) {
+  MappedFile f(path);
+  return std::string(reinterpret_cast<const char*>(f.data()), size_t(f.size()));
+}
+
+bool file_exists(const std::string& path) {
+  std::error_code ec;
+  return fs::exists(path, ec);
+}
+
+bool is_directory(const std::string& path) {
+  std::error_code ec;
+  return fs::is_directory(path, ec);
+}
+
+std::string canonical_path(const std::string& path) {
+  std::error_code ec;
+  auto p = fs::weakly_canonical(fs::absolute(path, ec), ec);
+  return ec ? path : p.string();
+}
+
+AtomicOutput::AtomicOutput(std::string final_path, bool overwrite, std::span<const std::string> inputs)
+    : final_path_(std::move(final_path)) {
+  TEMPER_CHECK(!final_path_.empty(), "no output path given");
+  const std::string canon = canonical_path(final_path_);
+  for (const auto& in : inputs)
+    TEMPER_CHECK(canonical_path(in) != canon, final_path_, ": refusing to overwrite an input file");
+  if (file_exists(final_path_)) {
+    TEMPER_CHECK(overwrite, final_path_, ": output exists (use --force to overwrite)");
+    TEMPER_CHECK(!is_directory(final_path_), final_path_, ": output path is a directory");
+  }
+  fs::path dir = fs::path(final_path_).parent_path();
+  if (dir.empty()) dir = ".";
+  TEMPER_CHECK(is_directory(dir.string()), final_path_, ": output directory '", dir.string(), "' does not exist");
+  TEMPER_CHECK(access(dir.c_str(), W_OK) == 0, final_path_, ": output directory '", dir.string(),
+               "' is not writable");
+  std::random_device rd;
+  char suffix[32];
+  std::snprintf(suffix, sizeof suffix, ".tmp-%08x", rd());
+  temp_path_ = final_path_ + suffix;
+  int fd = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) fail(final_path_, ": cannot create temporary file '", temp_path_, "': ", errno_str());
+  ::close(fd);
+  register_temp(temp_path_);
+}
+
+AtomicOutput::~AtomicOutput() {
+  if (stream_) std::fclose(stream_);
+  if (!committed_) {
+    ::unlink(temp_path_.c_str());
+    unregister_temp(temp_path_);
+  }
+}
+
+void AtomicOutput::open_stream() {
+  if (stream_) return;
+  stream_ = std::fopen(temp_path_.c_str(), "wb");
+  if (!stream_) fail(temp_path_, ": cannot open for writing: ", errno_str());
+  std::setvbuf(stream_, nullptr, _IOFBF, 1 << 20);
+}
+
+void AtomicOutput::write(const void* data, size_t n) {
+  open_stream();
+  if (n && std::fwrite(data, 1, n, stream_) != n)
+    fail(final_path_, ": write failed after ", written_, " bytes: ", errno_str());
+  written_ += n;
+}
+
+void AtomicOutput::write_zeros(size_t n) {
+  static const char zeros[256] = {};
+  while (n) {
+    size_t k = std::min(n, sizeof zeros);
+    write(zeros, k);
+    n -= k;
+  }
+}
+
+void AtomicOutput::commit() {
+  if (stream_) {
+    if (std::fflush(stream_) != 0) fail(final_path_, ": write failed: ", errno_str());
+    if (fsync(fileno(stream_)) != 0) fail(final_path_, ": fsync failed: ", errno_str());
+    std::fclose(stream_);
+    stream_ = nullptr;
+  } else {
+    int fd = ::open(temp_path_.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      if (fsync(fd) != 0) {
+        ::close(fd);
+        fail(final_path_, ": fsync failed: ", errno_str());
+      }
+      ::close(fd);
+    }
+  }
+  if (std::rename(temp_path_.c_str(), final_path_.c_str()) != 0)
+    fail(final_path_, ": cannot rename temporary file into place: ", errno_str());
+  committed_ = true;
+  unregister_temp(temp_path_);
+}
+
+}  // namespace temper

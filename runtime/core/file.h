@@ -1,0 +1,76 @@
+// Files: read-only memory maps with bounds-checked views, and atomic outputs.
+// Inputs are never opened for writing. Outputs are written to a temporary file in the target
+// directory and renamed over the final name only by commit(); an output that is abandoned
+// (error, exception, SIGINT/SIGTERM) leaves nothing behind.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace temper {
+
+class MappedFile {
+ public:
+  MappedFile() = default;
+  explicit MappedFile(const std::string& path);  // throws Error naming the path
+  ~MappedFile();
+  MappedFile(MappedFile&&) noexcept;
+  MappedFile& operator=(MappedFile&&) noexcept;
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  uint64_t size() const { return size_; }
+  const uint8_t* data() const { return data_; }
+  // Bytes [offset, offset+len); throws Error naming the path and `what` if out of range.
+  std::span<const uint8_t> span(uint64_t offset, uint64_t len, std::string_view what) const;
+  // Tell the kernel we will read [offset, offset+len) soon / no longer need it.
+  void advise_willneed(uint64_t offset, uint64_t len) const;
+  void advise_dontneed(uint64_t offset, uint64_t len) const;
+
+ private:
+  std::string path_;
+  const uint8_t* data_ = nullptr;
+  uint64_t size_ = 0;
+};
+
+std::string read_text_file(const std::string& path);  // throws Error naming the path
+bool file_exists(const std::string& path);
+bool is_directory(const std::string& path);
+
+// An output file that appears under its final name only when complete.
+class AtomicOutput {
+ public:
+  // Refuses an existing `final_path` unless `overwrite`; checks the directory is writable.
+  // `inputs` are paths that must never be overwritten, even with `overwrite`.
+  AtomicOutput(std::string final_path, bool overwrite, std::span<const std::string> inputs = {});
+  ~AtomicOutput();  // removes the temporary file unless committed
+  AtomicOutput(const AtomicOutput&) = delete;
+  AtomicOutput& operator=(const AtomicOutput&) = delete;
+
+  const std::string& temp_path() const { return temp_path_; }
+  const std::string& final_path() const { return final_path_; }
+
+  // Streaming writes through stdio (for formats temper writes itself, e.g. GGUF).
+  void write(const void* data, size_t n);  // throws Error (e.g. disk full) naming the file
+  void write_zeros(size_t n);
+  uint64_t bytes_written() const { return written_; }
+
+  // fsyncs and renames the temporary file to the final name.
+  void commit();
+
+ private:
+  void open_stream();
+  std::string final_path_, temp_path_;
+  FILE* stream_ = nullptr;
+  uint64_t written_ = 0;
+  bool committed_ = false;
+};
+
+// Returns the absolute, normalised path (symlinks resolved when the file exists).
+std::string canonical_path(const std::string& path);
+
+}  // namespace temper

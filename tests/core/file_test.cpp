@@ -1,0 +1,82 @@
+// MappedFile bounds checks and AtomicOutput's no-half-written-output guarantee.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+
+#include "core/error.h"
+#include "core/file.h"
+#include "util/test_util.h"
+
+namespace temper {
+namespace {
+
+TEST(MappedFile, SpanIsBoundsChecked) {
+  test::TempDir d;
+  test::write_file(d / "f", "0123456789");
+  MappedFile f(d / "f");
+  EXPECT_EQ(f.size(), 10u);
+  EXPECT_EQ(f.span(2, 3, "x")[0], '2');
+  EXPECT_THROW(f.span(8, 3, "x"), Error);
+  EXPECT_THROW(f.span(~0ull, 2, "x"), Error);  // offset + len overflows
+  try {
+    f.span(11, 0, "the header");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("the header"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find(d / "f"), std::string::npos);
+  }
+  EXPECT_THROW(MappedFile(d / "missing"), Error);
+  EXPECT_THROW(MappedFile(d.path()), Error);  // a directory
+}
+
+TEST(AtomicOutput, AppearsOnlyOnCommit) {
+  test::TempDir d;
+  const std::string out = d / "out.bin";
+  {
+    AtomicOutput o(out, false);
+    o.write("abc", 3);
+    EXPECT_FALSE(file_exists(out));
+    EXPECT_TRUE(file_exists(o.temp_path()));
+    o.commit();
+  }
+  EXPECT_EQ(test::read_file(out), "abc");
+  std::string temp;
+  {
+    AtomicOutput o(out, true);
+    temp = o.temp_path();
+    o.write("partial", 7);
+  }  // abandoned: the old output stays, the temp file is gone
+  EXPECT_EQ(test::read_file(out), "abc");
+  EXPECT_FALSE(file_exists(temp));
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(d.path()), {}), 1);
+}
+
+TEST(AtomicOutput, RefusesExistingOutputAndInputs) {
+  test::TempDir d;
+  test::write_file(d / "in", "x");
+  EXPECT_THROW(AtomicOutput(d / "in", false), Error);  // exists, no --force
+  const std::string inputs[] = {d / "in"};
+  EXPECT_THROW(AtomicOutput(d / "in", true, inputs), Error);  // never overwrite an input
+  EXPECT_THROW(AtomicOutput(d / "nodir/out", false), Error);
+  EXPECT_THROW(AtomicOutput(d / "in/out", false), Error);  // parent is a file
+  // Permission bits do not stop root (CI runs as root), so only check them for other users.
+  if (geteuid() != 0) {
+    chmod(d.path().c_str(), 0500);
+    EXPECT_THROW(AtomicOutput(d / "out", false), Error);
+    chmod(d.path().c_str(), 0700);
+  }
+}
+
+TEST(AtomicOutput, DiskFullIsAnErrorAndLeavesNothing) {
+  // A child process with a 64 KiB file-size limit writes 1 MiB: the write must fail cleanly.
+  test::TempDir d;
+  auto r = test::run_shell("ulimit -f 64; trap '' XFSZ; " + test::build_dir() + "/tests/atomic_write_probe " +
+                           (d / "big.bin") + " 1048576");
+  EXPECT_NE(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("write failed"), std::string::npos) << r.err;
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(d.path()), {}), 0);
+}
+
+}  // namespace
+}  // namespace temper

@@ -1,0 +1,37 @@
+// Helpers shared by the tests: fixture paths, scratch folders, running the temper binary.
+#pragma once
+#include <string>
+
+namespace temper::test {
+
+std::string fixtures_dir();                 // ../shared/fixtures
+std::string fixture(const std::string& rel);  // fixtures_dir() + "/" + rel
+std::string build_dir();
+std::string source_dir();
+
+// A fresh empty folder under the system temp dir, removed when the object dies.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& rel) const { return path_ + "/" + rel; }
+
+ private:
+  std::string path_;
+};
+
+struct RunResult {
+  int exit_code;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+// Runs `<build>/temper args...` through /bin/sh (args are shell-quoted by the caller).
+RunResult run_temper(const std::string& args);
+// Runs an arbitrary shell command.
+RunResult run_shell(const std::string& cmd);
+
+void write_file(const std::string& path, const std::string& bytes);
+std::string read_file(const std::string& path);
+
+}  // namespace temper::test
