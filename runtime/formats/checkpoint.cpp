@@ -1,0 +1,265 @@
+// CheckpointWriter: writes the layout of docs/checkpoint-format.md (reader: checkpoint_read.cpp).
+// Tensors are stored in their own element type, bit for bit, chunked along the outermost dims,
+// optionally shuffle + zstd.
+#include <algorithm>
+#include <type_traits>
+#include <unordered_set>
+
+#include "core/error.h"
+#include "formats/checkpoint.h"
+#include "formats/checkpoint_schema.h"
+#include "formats/h5_util.h"
+#include "formats/h5_zstd_filter.h"
+
+namespace temper {
+namespace {
+
+using h5::Ctx;
+using h5::Id;
+
+// Chunks of about this many bytes: large enough for zstd and few index entries, small enough
+// that a reader touching one row does not decompress much.
+constexpr uint64_t kChunkTargetBytes = 2u << 20;
+
+template <typename E>
+std::string_view enum_to_name(const Ctx& c, std::string_view what, E v) {
+  for (const auto& [value, name] : ckpt::enum_names(E{}))
+    if (value == v) return name;
+  c.fail(what, cat("invalid enum value ", int(v)));
+}
+
+// One scalar attribute; the C++ type picks the HDF5 type.
+template <typename T>
+void write_attr(const Ctx& c, hid_t obj, const char* name, const T& v) {
+  if constexpr (std::is_same_v<T, std::string>) {
+    h5::write_string(c, obj, name, true, v);
+  } else if constexpr (std::is_same_v<T, bool>) {
+    uint8_t b = v ? 1 : 0;
+    h5::write_scalar(c, obj, name, true, H5T_STD_U8LE, &b);
+  } else if constexpr (std::is_same_v<T, float>) {
+    h5::write_scalar(c, obj, name, true, H5T_IEEE_F32LE, &v);
+  } else if constexpr (std::is_same_v<T, int>) {
+    h5::write_i32(c, obj, name, v);
+  } else {
+    static_assert(std::is_enum_v<T>, "no HDF5 mapping for this field type");
+    h5::write_string(c, obj, name, true, enum_to_name(c, h5::member_name(obj, name, true), v));
+  }
+}
+
+template <typename S>
+struct AttrWriter {
+  const Ctx& c;
+  hid_t obj;
+  const S& s;
+  template <typename T>
+  void operator()(const char* name, T S::*m) const { write_attr(c, obj, name, s.*m); }
+};
+
+// One LayerConfig member across all layers -> a 1-D dataset of length n_layer.
+struct ColumnWriter {
+  const Ctx& c;
+  hid_t group;
+  const std::vector<LayerConfig>& layers;
+  template <typename T>
+  void operator()(const char* name, T LayerConfig::*m) const {
+    if constexpr (std::is_enum_v<T>) {
+      std::vector<std::string> col;
+      for (const auto& l : layers) col.emplace_back(enum_to_name(c, h5::member_name(group, name, false), l.*m));
+      h5::write_strings(c, group, name, col);
+    } else {
+      using Stored = std::conditional_t<std::is_same_v<T, bool>, uint8_t, T>;
+      static_assert(std::is_same_v<Stored, int> || std::is_same_v<Stored, float> || std::is_same_v<Stored, uint8_t>);
+      hid_t type = std::is_same_v<Stored, int> ? H5T_STD_I32LE : std::is_same_v<Stored, float> ? H5T_IEEE_F32LE : H5T_STD_U8LE;
+      std::vector<Stored> col;
+      for (const auto& l : layers) col.push_back(Stored(l.*m));
+      h5::write_array(c, group, name, type, col.data(), col.size());
+    }
+  }
+};
+
+void write_config(const Ctx& c, hid_t root, const ModelDescription& d) {
+  const ModelConfig& cfg = d.config;
+  Id g = h5::create_group(c, root, "config");
+  ckpt::visit_model_fields(AttrWriter<ModelConfig>{c, g.get(), cfg});
+  h5::write_string(c, g.get(), "config_json", false, d.config_json);
+  h5::write_string(c, g.get(), "generation_config_json", false, d.generation_config_json);
+
+  if (cfg.layers.size() != size_t(std::max(cfg.n_layer, 0)))
+    c.fail("/config/layers", cat("config has n_layer = ", cfg.n_layer, " but ", cfg.layers.size(), " layer entries"));
+  Id lg = h5::create_group(c, g.get(), "layers");
+  ckpt::visit_layer_fields(ColumnWriter{c, lg.get(), cfg.layers});
+  // Ragged per-layer lists: values concatenated in layer order, plus each layer's count.
+  std::vector<float> factors;
+  std::vector<int32_t> counts;
+  for (const auto& l : cfg.layers) {
+    factors.insert(factors.end(), l.rope_freq_factors.begin(), l.rope_freq_factors.end());
+    counts.push_back(int32_t(l.rope_freq_factors.size()));
+  }
+  h5::write_array(c, lg.get(), "rope_freq_factors", H5T_IEEE_F32LE, factors.data(), factors.size());
+  h5::write_array(c, lg.get(), "rope_freq_factors_count", H5T_STD_I32LE, counts.data(), counts.size());
+}
+
+void write_tokenizer(const Ctx& c, hid_t root, const TokenizerAssets& t) {
+  Id g = h5::create_group(c, root, "tokenizer");
+  ckpt::visit_tokenizer_fields(AttrWriter<TokenizerAssets>{c, g.get(), t});
+  h5::write_strings(c, g.get(), "tokens", t.tokens);
+  h5::write_array(c, g.get(), "scores", H5T_IEEE_F32LE, t.scores.data(), t.scores.size());
+  h5::write_array(c, g.get(), "token_types", H5T_STD_I32LE, t.token_types.data(), t.token_types.size());
+  h5::write_strings(c, g.get(), "merges", t.merges);
+  h5::write_array(c, g.get(), "eog_ids", H5T_STD_I32LE, t.eog_ids.data(), t.eog_ids.size());
+  ckpt::visit_tokenizer_files([&](const char* name, std::string TokenizerAssets::*m) {
+    const std::string& bytes = t.*m;
+    if (!bytes.empty()) h5::write_array(c, g.get(), name, H5T_STD_U8LE, bytes.data(), bytes.size());
+  });
+}
+
+void write_provenance(const Ctx& c, hid_t root, const Provenance& p) {
+  Id g = h5::create_group(c, root, "provenance");
+  write_attr(c, g.get(), "source", p.source);
+  write_attr(c, g.get(), "config_sha256", p.config_sha256);
+  write_attr(c, g.get(), "converter", p.converter);
+  write_attr(c, g.get(), "created_utc", p.created_utc);
+  h5::write_strings(c, g.get(), "files", p.files);
+}
+
+// Chunk shape: whole trailing dims, split along the first dim whose slices fit the target,
+// with chunks of equal size so that the last one is not mostly padding.
+std::vector<hsize_t> chunk_shape(const std::vector<int64_t>& shape, uint64_t elem_bytes) {
+  const size_t rank = shape.size();
+  std::vector<uint64_t> inner(rank);  // bytes of one step along dim d
+  uint64_t b = elem_bytes;
+  for (size_t d = rank; d-- > 0;) {
+    inner[d] = b;
+    b *= uint64_t(shape[d]);
+  }
+  std::vector<hsize_t> chunk(rank, 1);
+  size_t d = 0;
+  while (inner[d] > kChunkTargetBytes) ++d;  // inner[rank-1] = elem_bytes always fits
+  uint64_t n = uint64_t(shape[d]);
+  uint64_t n_chunks = std::max<uint64_t>(1, (n * inner[d] + kChunkTargetBytes - 1) / kChunkTargetBytes);
+  chunk[d] = (n + n_chunks - 1) / n_chunks;
+  for (size_t i = d + 1; i < rank; ++i) chunk[i] = hsize_t(shape[i]);
+  return chunk;
+}
+
+}  // namespace
+
+struct CheckpointWriter::Impl {
+  Ctx ctx;
+  int zstd_level = 0;
+  Id file, tensors;
+  std::vector<std::string> names;
+  std::unordered_set<std::string> seen;
+  bool described = false, closed = false;
+  explicit Impl(const std::string& path) : ctx(path) {}
+};
+
+CheckpointWriter::CheckpointWriter(const std::string& path, const CheckpointWriteOptions& opts)
+    : impl_(std::make_unique<Impl>(path)) {
+  std::lock_guard lock(h5::library_mutex());
+  h5::init_library();
+  Impl& m = *impl_;
+  const Ctx& c = m.ctx;
+  if (opts.zstd_level < 0 || opts.zstd_level > 22) c.fail("/", cat("zstd level ", opts.zstd_level, " is outside 0..22"));
+  m.zstd_level = opts.zstd_level;
+  Id fapl(c.check(H5Pcreate(H5P_FILE_ACCESS), "/", "cannot create property list"), H5Pclose);
+  // STRONG: closing the file closes every object still open in it (error paths).
+  c.check_status(H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_STRONG), "/", "cannot set close degree");
+  m.file = Id(c.check(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), "/", "cannot create file"),
+              H5Fclose);
+  write_attr(c, m.file.get(), "format", std::string("temper-checkpoint"));
+  h5::write_i32(c, m.file.get(), "format_version", kCheckpointFormatVersion);
+  m.tensors = h5::create_group(c, m.file.get(), "tensors", /*track_order=*/true);
+}
+
+CheckpointWriter::~CheckpointWriter() {
+  std::lock_guard lock(h5::library_mutex());
+  impl_->tensors.reset();
+  impl_->file.reset();
+  H5Eclear2(H5E_DEFAULT);
+}
+
+void CheckpointWriter::write_description(const ModelDescription& desc) {
+  std::lock_guard lock(h5::library_mutex());
+  Impl& m = *impl_;
+  const Ctx& c = m.ctx;
+  if (m.closed) c.fail("/", "write_description after close");
+  if (m.described) c.fail("/", "write_description called twice");
+  const std::string arch_id = desc.arch ? std::string(desc.arch->id) : desc.config.arch;
+  if (arch_id != desc.config.arch)
+    c.fail("/", cat("description arch '", arch_id, "' differs from config.arch '", desc.config.arch, "'"));
+  hid_t root = m.file.get();
+  write_attr(c, root, "arch", arch_id);
+  write_attr(c, root, "hf_architecture", desc.config.hf_architecture);
+  write_config(c, root, desc);
+  write_tokenizer(c, root, desc.tokenizer);
+  h5::write_string(c, root, "chat_template", false, desc.chat_template);
+  write_provenance(c, root, desc.provenance);
+  m.described = true;
+}
+
+void CheckpointWriter::write_tensor(const TensorInfo& info, std::span<const uint8_t> data) {
+  std::lock_guard lock(h5::library_mutex());
+  Impl& m = *impl_;
+  const Ctx& c = m.ctx;
+  const std::string what = cat("tensor '", info.name, "'");
+  if (m.closed) c.fail(what, "write_tensor after close");
+  if (info.name.empty() || info.name == "." || info.name.find('/') != std::string::npos)
+    c.fail(what, "name must be non-empty, not '.', and without '/'");
+  if (m.seen.count(info.name)) c.fail(what, "written twice");
+  Id type = h5::tensor_type(info.dtype);
+  if (!type.valid()) c.fail(what, cat("element type ", dtype_name(info.dtype), " cannot be stored in a checkpoint"));
+  uint64_t numel = 0, nbytes = 0;
+  try {
+    numel = checked_numel(info.shape, info.name);
+    nbytes = dtype_bytes(info.dtype, numel);
+  } catch (const Error& e) {
+    c.fail(what, e.what());  // same message, with the file named
+  }
+  if (info.nbytes != nbytes || data.size() != nbytes)
+    c.fail(what, cat(dtype_name(info.dtype), " ", shape_str(info.shape), " needs ", nbytes, " bytes; info says ",
+                     info.nbytes, ", data has ", data.size()));
+
+  const std::vector<hsize_t> dims(info.shape.begin(), info.shape.end());
+  Id space(c.check(dims.empty() ? H5Screate(H5S_SCALAR) : H5Screate_simple(int(dims.size()), dims.data(), nullptr),
+                   what, "cannot create dataspace"),
+           H5Sclose);
+  Id dcpl(c.check(H5Pcreate(H5P_DATASET_CREATE), what, "cannot create property list"), H5Pclose);
+  c.check_status(H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER), what, "cannot set fill time");
+  // 0-d and empty tensors cannot be chunked; they stay contiguous (and uncompressed).
+  if (!dims.empty() && numel > 0) {
+    const auto chunk = chunk_shape(info.shape, nbytes / numel);
+    c.check_status(H5Pset_chunk(dcpl.get(), int(chunk.size()), chunk.data()), what, "cannot set chunking");
+    if (m.zstd_level > 0) {
+      const unsigned level = unsigned(m.zstd_level);
+      c.check_status(H5Pset_shuffle(dcpl.get()), what, "cannot add the shuffle filter");
+      c.check_status(H5Pset_filter(dcpl.get(), TEMPER_H5Z_FILTER_ZSTD, H5Z_FLAG_MANDATORY, 1, &level), what,
+                     "cannot add the zstd filter");
+    }
+  }
+  hid_t group = m.tensors.get();
+  Id ds(c.check(H5Dcreate2(group, info.name.c_str(), type.get(), space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+                what, "cannot create dataset"),
+        H5Dclose);
+  if (numel > 0)
+    c.check_status(H5Dwrite(ds.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()), what, "cannot write");
+  write_attr(c, ds.get(), "dtype", std::string(dtype_name(info.dtype)));
+  c.check_status(ds.close_checked(), what, "cannot close dataset");
+  m.names.push_back(info.name);
+  m.seen.insert(info.name);
+}
+
+void CheckpointWriter::close() {
+  std::lock_guard lock(h5::library_mutex());
+  Impl& m = *impl_;
+  const Ctx& c = m.ctx;
+  if (m.closed) return;
+  if (!m.described) c.fail("/", "closed without write_description");
+  // Written last: its presence marks a complete checkpoint.
+  h5::write_strings(c, m.file.get(), "tensor_names", m.names);
+  c.check_status(m.tensors.close_checked(), "/tensors", "cannot close group");
+  c.check_status(m.file.close_checked(), "/", "cannot flush and close the file");
+  m.closed = true;
+}
+
+}  // namespace temper

@@ -1,0 +1,54 @@
+// temper's internal checkpoint: one HDF5 file (layout in docs/checkpoint-format.md).
+// The only code that includes hdf5.h. Tensors are stored exactly (bf16 stays bf16, bit for
+// bit), chunked, optionally zstd-compressed through HDF5 filter 32015.
+#pragma once
+#include <memory>
+#include <span>
+#include <string>
+
+#include "formats/tensor_source.h"
+#include "model/model_desc.h"
+
+namespace temper {
+
+constexpr int kCheckpointFormatVersion = 1;
+
+struct CheckpointWriteOptions {
+  int zstd_level = 0;  // 0 = uncompressed; 1..22 = zstd level
+};
+
+class CheckpointWriter {
+ public:
+  // Creates (truncates) `path`; callers pass an AtomicOutput's temp_path().
+  CheckpointWriter(const std::string& path, const CheckpointWriteOptions& opts);
+  ~CheckpointWriter();
+  void write_description(const ModelDescription& desc);
+  void write_tensor(const TensorInfo& info, std::span<const uint8_t> data);
+  void close();  // flushes; throws Error on failure (e.g. disk full)
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+class CheckpointReader : public TensorSource {
+ public:
+  // Throws Error naming the file and the object at fault for anything missing or malformed,
+  // including a format_version newer than this build understands.
+  explicit CheckpointReader(const std::string& path);
+  ~CheckpointReader() override;
+  const std::vector<TensorInfo>& tensors() const override;
+  std::span<const uint8_t> read(const TensorInfo& t, std::vector<uint8_t>& scratch) const override;
+  const ModelDescription& description() const;
+  int format_version() const;
+  bool compressed() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Registers the zstd filter (id 32015) with the HDF5 library in this process. Idempotent.
+void register_zstd_filter();
+
+}  // namespace temper

@@ -1,0 +1,392 @@
+// HDF5 helpers for the checkpoint: handles, error translation and typed attribute/dataset I/O.
+#include "formats/h5_util.h"
+
+#include <algorithm>
+#include <bit>
+#include <limits>
+
+#include "core/error.h"
+#include "formats/checkpoint.h"
+#include "formats/h5_zstd_filter.h"
+
+static_assert(std::endian::native == std::endian::little,
+              "the checkpoint writes and reads little-endian data without conversion");
+
+namespace temper::h5 {
+
+std::recursive_mutex& library_mutex() {
+  static std::recursive_mutex m;
+  return m;
+}
+
+void init_library() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (H5open() < 0) fail("HDF5: cannot initialise the library");
+    // Failures are reported as temper::Error with file and object names instead.
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    if (H5Zregister(&temper_h5z_zstd_class) < 0) fail("HDF5: cannot register the zstd filter (id 32015)");
+  });
+}
+
+Id& Id::operator=(Id&& o) noexcept {
+  if (this != &o) {
+    reset();
+    id_ = o.id_;
+    close_ = o.close_;
+    o.id_ = H5I_INVALID_HID;
+  }
+  return *this;
+}
+
+void Id::reset() {
+  if (id_ >= 0 && close_) close_(id_);
+  id_ = H5I_INVALID_HID;
+}
+
+herr_t Id::close_checked() {
+  herr_t st = (id_ >= 0 && close_) ? close_(id_) : 0;
+  id_ = H5I_INVALID_HID;
+  return st;
+}
+
+namespace {
+
+herr_t innermost_error(unsigned n, const H5E_error2_t* e, void* out) {
+  if (n == 0 && e && e->desc) *static_cast<std::string*>(out) = e->desc;
+  return 0;
+}
+
+// HDF5's most specific message for the last failure (e.g. the write(2) errno text), then
+// clears the stack so the next failure starts fresh.
+std::string hdf5_detail() {
+  std::string d;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost_error, &d);
+  H5Eclear2(H5E_DEFAULT);
+  // I/O failures carry a long dump (time, fd, buffer address...); keep the cause and errno text.
+  const std::string marker = "error message = '";
+  if (auto at = d.find(marker); at != std::string::npos) {
+    auto end = d.find('\'', at + marker.size());
+    d = cat(d.substr(0, d.find(':')), ": ", d.substr(at + marker.size(), end - at - marker.size()));
+  }
+  std::replace(d.begin(), d.end(), '\n', ' ');
+  if (d.size() > 400) d = d.substr(0, 400) + "...";
+  return d;
+}
+
+}  // namespace
+
+void Ctx::fail(std::string_view object, std::string_view what) const {
+  std::string detail = hdf5_detail();
+  std::string msg = cat("checkpoint ", file_, ": ", object, ": ", what);
+  if (!detail.empty()) msg += cat(" (HDF5: ", detail, ")");
+  throw Error(msg);
+}
+
+hid_t Ctx::check(hid_t id, std::string_view object, std::string_view what) const {
+  if (id < 0) fail(object, what);
+  return id;
+}
+
+void Ctx::check_status(herr_t st, std::string_view object, std::string_view what) const {
+  if (st < 0) fail(object, what);
+}
+
+std::string path_of(hid_t obj) {
+  ssize_t n = H5Iget_name(obj, nullptr, 0);
+  if (n <= 0) return "?";
+  std::string s(size_t(n) + 1, '\0');
+  H5Iget_name(obj, s.data(), s.size());
+  s.resize(size_t(n));
+  return s;
+}
+
+std::string member_name(hid_t loc, std::string_view name, bool is_attr) {
+  std::string p = path_of(loc);
+  if (is_attr) return cat(p, " attribute '", name, "'");
+  return p == "/" ? cat("/", name) : cat(p, "/", name);
+}
+
+Id vlen_utf8_type() {
+  Id t(H5Tcopy(H5T_C_S1), H5Tclose);
+  if (!t.valid() || H5Tset_size(t.get(), H5T_VARIABLE) < 0 || H5Tset_cset(t.get(), H5T_CSET_UTF8) < 0)
+    fail("HDF5: cannot build the UTF-8 string type");
+  return t;
+}
+
+Id f16_le_type() {
+  // binary16 = sign bit 15, exponent bits 10..14 (bias 15), mantissa bits 0..9. This is the
+  // construction h5py uses for numpy float16, so h5py maps it back to float16.
+  Id t(H5Tcopy(H5T_IEEE_F32LE), H5Tclose);
+  if (!t.valid() || H5Tset_fields(t.get(), 15, 10, 5, 0, 10) < 0 || H5Tset_size(t.get(), 2) < 0 ||
+      H5Tset_ebias(t.get(), 15) < 0)
+    fail("HDF5: cannot build the float16 type");
+  return t;
+}
+
+Id tensor_type(DType t) {
+  hid_t base = H5I_INVALID_HID;
+  switch (t) {
+    case DType::kF16: return f16_le_type();
+    case DType::kF32: base = H5T_IEEE_F32LE; break;
+    case DType::kF64: base = H5T_IEEE_F64LE; break;
+    case DType::kBF16: base = H5T_STD_U16LE; break;
+    case DType::kI8: base = H5T_STD_I8LE; break;
+    case DType::kI16: base = H5T_STD_I16LE; break;
+    case DType::kI32: base = H5T_STD_I32LE; break;
+    case DType::kI64: base = H5T_STD_I64LE; break;
+    default: return Id();
+  }
+  Id id(H5Tcopy(base), H5Tclose);
+  if (!id.valid()) fail("HDF5: cannot copy a datatype");
+  return id;
+}
+
+bool link_exists(hid_t loc, const char* name) { return H5Lexists(loc, name, H5P_DEFAULT) > 0; }
+bool attr_exists(hid_t obj, const char* name) { return H5Aexists(obj, name) > 0; }
+
+Id open_group(const Ctx& c, hid_t loc, const char* name) {
+  std::string what = member_name(loc, name, false);
+  if (!link_exists(loc, name)) c.fail(what, "missing group");
+  return Id(c.check(H5Gopen2(loc, name, H5P_DEFAULT), what, "cannot open group"), H5Gclose);
+}
+
+Id create_group(const Ctx& c, hid_t loc, const char* name, bool track_order) {
+  std::string what = member_name(loc, name, false);
+  Id gcpl(c.check(H5Pcreate(H5P_GROUP_CREATE), what, "cannot create property list"), H5Pclose);
+  if (track_order)
+    c.check_status(H5Pset_link_creation_order(gcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED),
+                   what, "cannot track creation order");
+  return Id(c.check(H5Gcreate2(loc, name, H5P_DEFAULT, gcpl.get(), H5P_DEFAULT), what, "cannot create group"),
+            H5Gclose);
+}
+
+namespace {
+
+// Creates an attribute or a contiguous dataset with `space` and writes `data` (memory type ==
+// file type: stored as given, no conversion).
+void write_object(const Ctx& c, hid_t loc, const char* name, bool is_attr, hid_t type, hid_t space,
+                  const void* data, bool has_data) {
+  std::string what = member_name(loc, name, is_attr);
+  if (is_attr) {
+    Id a(c.check(H5Acreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT), what, "cannot create"), H5Aclose);
+    if (has_data) c.check_status(H5Awrite(a.get(), type, data), what, "cannot write");
+    c.check_status(a.close_checked(), what, "cannot close");
+  } else {
+    Id d(c.check(H5Dcreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), what, "cannot create"),
+         H5Dclose);
+    if (has_data) c.check_status(H5Dwrite(d.get(), type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), what, "cannot write");
+    c.check_status(d.close_checked(), what, "cannot close");
+  }
+}
+
+Id scalar_space(const Ctx& c, std::string_view what) {
+  return Id(c.check(H5Screate(H5S_SCALAR), what, "cannot create dataspace"), H5Sclose);
+}
+
+Id vector_space(const Ctx& c, std::string_view what, size_t n) {
+  hsize_t dims[1] = {hsize_t(n)};
+  return Id(c.check(H5Screate_simple(1, dims, nullptr), what, "cannot create dataspace"), H5Sclose);
+}
+
+void check_no_nul(const Ctx& c, hid_t loc, const char* name, bool is_attr, std::string_view s, size_t index) {
+  if (s.find('\0') != std::string_view::npos)
+    c.fail(member_name(loc, name, is_attr),
+           cat("element ", index, " contains a NUL byte, which HDF5 strings cannot hold"));
+}
+
+}  // namespace
+
+void write_scalar(const Ctx& c, hid_t loc, const char* name, bool is_attr, hid_t type, const void* v) {
+  Id space = scalar_space(c, member_name(loc, name, is_attr));
+  write_object(c, loc, name, is_attr, type, space.get(), v, true);
+}
+
+void write_string(const Ctx& c, hid_t loc, const char* name, bool is_attr, std::string_view s) {
+  check_no_nul(c, loc, name, is_attr, s, 0);
+  std::string copy(s);  // NUL-terminated
+  const char* p = copy.c_str();
+  Id type = vlen_utf8_type();
+  Id space = scalar_space(c, member_name(loc, name, is_attr));
+  write_object(c, loc, name, is_attr, type.get(), space.get(), &p, true);
+}
+
+void write_strings(const Ctx& c, hid_t loc, const char* name, std::span<const std::string> v) {
+  std::vector<const char*> ptrs(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    check_no_nul(c, loc, name, false, v[i], i);
+    ptrs[i] = v[i].c_str();
+  }
+  Id type = vlen_utf8_type();
+  Id space = vector_space(c, member_name(loc, name, false), v.size());
+  write_object(c, loc, name, false, type.get(), space.get(), ptrs.data(), !v.empty());
+}
+
+void write_array(const Ctx& c, hid_t loc, const char* name, hid_t type, const void* data, size_t n) {
+  Id space = vector_space(c, member_name(loc, name, false), n);
+  write_object(c, loc, name, false, type, space.get(), data, n > 0);
+}
+
+namespace {
+
+// An attribute or dataset opened for reading.
+struct Var {
+  const Ctx& c;
+  std::string what;
+  bool is_attr;
+  Id obj, type, space;
+  int rank = 0;
+  size_t n = 0;
+
+  Var(const Ctx& ctx, hid_t loc, const char* name, bool attr) : c(ctx), what(member_name(loc, name, attr)), is_attr(attr) {
+    if (attr ? !attr_exists(loc, name) : !link_exists(loc, name)) c.fail(what, "missing");
+    if (attr) {
+      obj = Id(c.check(H5Aopen(loc, name, H5P_DEFAULT), what, "cannot open"), H5Aclose);
+      type = Id(c.check(H5Aget_type(obj.get()), what, "cannot get type"), H5Tclose);
+      space = Id(c.check(H5Aget_space(obj.get()), what, "cannot get dataspace"), H5Sclose);
+    } else {
+      obj = Id(c.check(H5Dopen2(loc, name, H5P_DEFAULT), what, "cannot open dataset"), H5Dclose);
+      type = Id(c.check(H5Dget_type(obj.get()), what, "cannot get type"), H5Tclose);
+      space = Id(c.check(H5Dget_space(obj.get()), what, "cannot get dataspace"), H5Sclose);
+    }
+    rank = H5Sget_simple_extent_ndims(space.get());
+    hssize_t np = H5Sget_simple_extent_npoints(space.get());
+    if (rank < 0 || np < 0) c.fail(what, "cannot read dataspace");
+    n = size_t(np);
+  }
+  void expect_scalar() const {
+    if (rank > 1 || n != 1) c.fail(what, cat("expected a single value, found ", n, " in ", rank, " dims"));
+  }
+  void expect_list() const {
+    if (rank != 1) c.fail(what, cat("expected a 1-D list, found ", rank, " dims"));
+  }
+  void expect_class(H5T_class_t cls, const char* name) const {
+    if (H5Tget_class(type.get()) != cls) c.fail(what, cat("expected ", name, " data"));
+  }
+  void read(hid_t mem, void* buf) const {
+    if (n == 0) return;
+    herr_t st = is_attr ? H5Aread(obj.get(), mem, buf) : H5Dread(obj.get(), mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+    c.check_status(st, what, "cannot read");
+  }
+};
+
+std::vector<std::string> read_string_elems(const Var& v) {
+  v.expect_class(H5T_STRING, "string");
+  std::vector<std::string> out(v.n);
+  if (H5Tis_variable_str(v.type.get()) > 0) {
+    Id mem(v.c.check(H5Tcopy(v.type.get()), v.what, "cannot copy type"), H5Tclose);
+    std::vector<char*> ptrs(v.n, nullptr);
+    v.read(mem.get(), ptrs.data());
+    for (size_t i = 0; i < v.n; ++i)
+      if (ptrs[i]) out[i] = ptrs[i];
+    if (v.n > 0) H5Dvlen_reclaim(mem.get(), v.space.get(), H5P_DEFAULT, ptrs.data());
+  } else {  // fixed-length strings (e.g. written by other tools)
+    size_t sz = H5Tget_size(v.type.get());
+    std::vector<char> buf(v.n * sz);
+    v.read(v.type.get(), buf.data());
+    bool space_pad = H5Tget_strpad(v.type.get()) == H5T_STR_SPACEPAD;
+    for (size_t i = 0; i < v.n; ++i) {
+      std::string s(buf.data() + i * sz, sz);
+      if (space_pad) s.erase(s.find_last_not_of(' ') + 1);
+      else s.resize(std::min(s.find('\0'), s.size()));
+      out[i] = std::move(s);
+    }
+  }
+  return out;
+}
+
+// Integers of any width and sign, range-checked into [lo, hi].
+std::vector<int64_t> read_ints(const Var& v, int64_t lo, int64_t hi) {
+  v.expect_class(H5T_INTEGER, "integer");
+  std::vector<int64_t> out(v.n);
+  v.read(H5T_NATIVE_INT64, out.data());
+  for (size_t i = 0; i < out.size(); ++i)
+    if (out[i] < lo || out[i] > hi) v.c.fail(v.what, cat("element ", i, " = ", out[i], " is out of range [", lo, ", ", hi, "]"));
+  return out;
+}
+
+template <typename To>
+std::vector<To> narrow(const std::vector<int64_t>& v) {
+  return std::vector<To>(v.begin(), v.end());
+}
+
+constexpr int64_t kI32Min = std::numeric_limits<int32_t>::min(), kI32Max = std::numeric_limits<int32_t>::max();
+
+}  // namespace
+
+std::string read_string(const Ctx& c, hid_t loc, const char* name, bool is_attr) {
+  Var v(c, loc, name, is_attr);
+  v.expect_scalar();
+  return std::move(read_string_elems(v)[0]);
+}
+
+std::vector<std::string> read_strings(const Ctx& c, hid_t loc, const char* name) {
+  Var v(c, loc, name, false);
+  v.expect_list();
+  return read_string_elems(v);
+}
+
+int32_t read_i32(const Ctx& c, hid_t loc, const char* name, bool is_attr) {
+  Var v(c, loc, name, is_attr);
+  v.expect_scalar();
+  return int32_t(read_ints(v, kI32Min, kI32Max)[0]);
+}
+
+bool read_bool(const Ctx& c, hid_t loc, const char* name, bool is_attr) {
+  Var v(c, loc, name, is_attr);
+  v.expect_scalar();
+  return read_ints(v, 0, 1)[0] != 0;
+}
+
+float read_f32(const Ctx& c, hid_t loc, const char* name, bool is_attr) {
+  Var v(c, loc, name, is_attr);
+  v.expect_scalar();
+  v.expect_class(H5T_FLOAT, "floating-point");
+  if (H5Tget_size(v.type.get()) != 4) c.fail(v.what, "expected 32-bit floats (a wider type would be rounded)");
+  float out = 0;
+  v.read(H5T_NATIVE_FLOAT, &out);
+  return out;
+}
+
+std::vector<int32_t> read_i32s(const Ctx& c, hid_t loc, const char* name) {
+  Var v(c, loc, name, false);
+  v.expect_list();
+  return narrow<int32_t>(read_ints(v, kI32Min, kI32Max));
+}
+
+std::vector<float> read_f32s(const Ctx& c, hid_t loc, const char* name) {
+  Var v(c, loc, name, false);
+  v.expect_list();
+  v.expect_class(H5T_FLOAT, "floating-point");
+  if (H5Tget_size(v.type.get()) != 4) c.fail(v.what, "expected 32-bit floats (a wider type would be rounded)");
+  std::vector<float> out(v.n);
+  v.read(H5T_NATIVE_FLOAT, out.data());
+  return out;
+}
+
+std::vector<uint8_t> read_u8s(const Ctx& c, hid_t loc, const char* name) {
+  Var v(c, loc, name, false);
+  v.expect_list();
+  v.expect_class(H5T_INTEGER, "integer");
+  if (H5Tget_size(v.type.get()) != 1) c.fail(v.what, "expected 8-bit integers");
+  std::vector<uint8_t> out(v.n);
+  v.read(H5T_NATIVE_UINT8, out.data());
+  return out;
+}
+
+std::vector<uint8_t> read_bools(const Ctx& c, hid_t loc, const char* name) {
+  Var v(c, loc, name, false);
+  v.expect_list();
+  return narrow<uint8_t>(read_ints(v, 0, 1));
+}
+
+}  // namespace temper::h5
+
+namespace temper {
+
+void register_zstd_filter() {
+  std::lock_guard lock(h5::library_mutex());
+  h5::init_library();
+}
+
+}  // namespace temper

@@ -1,0 +1,97 @@
+// Private to the checkpoint code: RAII handles and typed attribute/dataset helpers over the
+// HDF5 C API. Every failure becomes a temper::Error naming the file, the object and HDF5's
+// innermost error message (HDF5's own stderr printing is switched off).
+#pragma once
+#include <hdf5.h>
+
+#include <cstdint>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/dtype.h"
+
+namespace temper::h5 {
+
+// Serial HDF5 is not thread-safe: every public checkpoint entry point holds this lock.
+std::recursive_mutex& library_mutex();
+
+// Once per process: silence HDF5's automatic error printing and register the zstd filter.
+void init_library();
+
+// An owned hid_t closed by the matching H5*close function.
+class Id {
+ public:
+  Id() = default;
+  Id(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
+  ~Id() { reset(); }
+  Id(Id&& o) noexcept : id_(o.id_), close_(o.close_) { o.id_ = H5I_INVALID_HID; }
+  Id& operator=(Id&& o) noexcept;
+  Id(const Id&) = delete;
+  Id& operator=(const Id&) = delete;
+
+  hid_t get() const { return id_; }
+  bool valid() const { return id_ >= 0; }
+  void reset();          // closes, ignoring errors (destructors, error paths)
+  herr_t close_checked();  // closes and returns HDF5's status
+
+ private:
+  hid_t id_ = H5I_INVALID_HID;
+  herr_t (*close_)(hid_t) = nullptr;
+};
+
+// Names the file in every error: "checkpoint <file>: <object>: <what> (HDF5: <detail>)".
+class Ctx {
+ public:
+  explicit Ctx(std::string file) : file_(std::move(file)) {}
+  const std::string& file() const { return file_; }
+  [[noreturn]] void fail(std::string_view object, std::string_view what) const;
+  hid_t check(hid_t id, std::string_view object, std::string_view what) const;
+  void check_status(herr_t st, std::string_view object, std::string_view what) const;
+
+ private:
+  std::string file_;
+};
+
+// The HDF5 path of an open object ("/config"), for messages.
+std::string path_of(hid_t obj);
+// "<path>/<name>" or "<path> attribute '<name>'".
+std::string member_name(hid_t loc, std::string_view name, bool is_attr);
+
+Id vlen_utf8_type();   // variable-length UTF-8 string
+Id f16_le_type();      // IEEE binary16, little-endian: h5py reads it as numpy float16
+
+// The stored HDF5 type of a tensor element type: f32/f64 IEEE LE, f16 as f16_le_type(), bf16 as
+// u16 LE (HDF5 has no bfloat16), integers as signed LE. Invalid Id for block (quantized) types.
+Id tensor_type(DType t);
+
+bool link_exists(hid_t loc, const char* name);
+bool attr_exists(hid_t obj, const char* name);
+Id open_group(const Ctx& c, hid_t loc, const char* name);
+Id create_group(const Ctx& c, hid_t loc, const char* name, bool track_order = false);
+
+// Writing. `is_attr` selects an attribute of `loc` or a dataset (link) under `loc`. Scalar
+// values get a scalar dataspace; lists a 1-D one (length 0 allowed).
+void write_scalar(const Ctx& c, hid_t loc, const char* name, bool is_attr, hid_t type, const void* v);
+void write_string(const Ctx& c, hid_t loc, const char* name, bool is_attr, std::string_view s);
+void write_strings(const Ctx& c, hid_t loc, const char* name, std::span<const std::string> v);
+void write_array(const Ctx& c, hid_t loc, const char* name, hid_t type, const void* data, size_t n);
+inline void write_i32(const Ctx& c, hid_t loc, const char* name, int32_t v) {
+  write_scalar(c, loc, name, true, H5T_STD_I32LE, &v);
+}
+
+// Reading. Missing objects, wrong type classes and wrong ranks are errors. Numbers are read
+// into the requested native type only from the same class (no float -> int conversion).
+std::string read_string(const Ctx& c, hid_t loc, const char* name, bool is_attr);
+std::vector<std::string> read_strings(const Ctx& c, hid_t loc, const char* name);
+int32_t read_i32(const Ctx& c, hid_t loc, const char* name, bool is_attr = true);
+float read_f32(const Ctx& c, hid_t loc, const char* name, bool is_attr = true);
+bool read_bool(const Ctx& c, hid_t loc, const char* name, bool is_attr = true);
+std::vector<int32_t> read_i32s(const Ctx& c, hid_t loc, const char* name);
+std::vector<float> read_f32s(const Ctx& c, hid_t loc, const char* name);
+std::vector<uint8_t> read_u8s(const Ctx& c, hid_t loc, const char* name);
+std::vector<uint8_t> read_bools(const Ctx& c, hid_t loc, const char* name);  // 0/1 each
+
+}  // namespace temper::h5
