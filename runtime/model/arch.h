@@ -1,0 +1,96 @@
+// ArchSpec and TensorSpec: how one model architecture is described. Adding an architecture is
+// one file in runtime/model/arch/ plus one line in arch_registry.cpp.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/json.h"
+#include "model/config.h"
+
+namespace temper {
+
+enum class TensorRole : uint8_t {
+  kTokenEmbd, kOutputNorm, kOutput,
+  kAttnNorm, kAttnQ, kAttnK, kAttnV, kAttnOut, kAttnQNorm, kAttnKNorm, kPostAttnNorm,
+  kFfnNorm, kFfnGate, kFfnUp, kFfnDown, kPostFfnNorm,
+  // MoE
+  kFfnGateInp, kFfnGateInpScale, kFfnGateExps, kFfnUpExps, kFfnDownExps, kFfnGateUpExps,
+  kFfnDownExpsScale, kFfnPreNorm2, kFfnPostNorm1, kFfnPostNorm2,
+  // Gemma 4 per-layer embeddings and layer scalar
+  kPleTokenEmbd, kPleModelProj, kPleProjNorm, kPleInpGate, kPleProj, kPlePostNorm, kLayerScalar,
+};
+
+// How quantization policy sees a tensor (llama.cpp's categories in llama_tensor_get_type).
+enum class QuantClass : uint8_t {
+  kEmbedding, kOutput, kAttnQ, kAttnK, kAttnV, kAttnQkv, kAttnOut, kFfnGate, kFfnUp, kFfnDown,
+  kFfnGateExps, kFfnUpExps, kFfnDownExps, kFfnGateUpExps, kKeepF32, kOther,
+};
+
+// Conversion-time transform llama.cpp's converter applies to this tensor on its way to GGUF.
+enum class GgufTransform : uint8_t { kNone, kPermuteRopeQ, kPermuteRopeK, kAddOne };
+
+enum TensorFlags : uint32_t {
+  kPerLayer = 1u << 0,   // name contains {L}; one tensor per layer
+  kOptional = 1u << 1,   // may be absent (e.g. lm_head when embeddings are tied)
+  kPerExpert = 1u << 2,  // name also contains {E}; one tensor per expert (e.g. Qwen3-MoE)
+};
+
+struct TensorSpec {
+  TensorRole role;
+  std::string_view hf_name;    // canonical HF name, "{L}" = layer index, e.g.
+                               // "model.layers.{L}.self_attn.q_proj.weight"
+  std::string_view gguf_name;  // llama.cpp name, e.g. "blk.{L}.attn_q.weight"
+  uint32_t flags = 0;
+  GgufTransform to_gguf = GgufTransform::kNone;
+  QuantClass quant_class = QuantClass::kOther;
+  // HF (PyTorch, outermost-first) shape for `layer` (-1 for global tensors). Returns an empty
+  // vector when this tensor does not exist for that layer/config (e.g. v_proj in a k_eq_v layer).
+  std::function<std::vector<int64_t>(const ModelConfig&, int layer)> shape;
+};
+
+// One concrete tensor a given config expects.
+struct ExpectedTensor {
+  const TensorSpec* spec;
+  int layer;                   // -1 for global tensors
+  int expert;                  // -1 unless kPerExpert
+  std::string hf_name;         // canonical HF name
+  std::string gguf_name;
+  std::vector<int64_t> shape;  // HF order
+  bool required;
+};
+
+struct ArchSpec {
+  std::string_view id;                              // "llama", "gemma4", ...
+  std::vector<std::string_view> hf_architectures;   // config.json "architectures" values
+  std::string_view gguf_arch;                       // general.architecture in GGUF
+  // Builds the config from config.json (already flattened: text_config merged into the root).
+  // Throws Error naming the missing or mistyped key.
+  std::function<ModelConfig(const Json& cfg)> parse_hf_config;
+  std::span<const TensorSpec> tensors;
+  // Maps a checkpoint tensor name to its canonical HF name (strips wrappers such as
+  // "model.language_model."); returns nullopt for tensors of towers the text model does not
+  // use (vision/audio), which conversion skips with a note.
+  std::function<std::optional<std::string>(std::string_view name)> canonical_name;
+  // Names (canonical) the checkpoint may contain that the model ignores (e.g. k/v of
+  // Gemma 4 KV-shared layers); skipped with a note instead of refused.
+  std::function<bool(const ModelConfig&, std::string_view canonical)> ignorable;
+};
+
+// The registry.
+std::span<const ArchSpec* const> all_archs();
+const ArchSpec* find_arch_by_id(std::string_view id);
+// Throws Error listing the supported architectures when `hf_architecture` is unknown.
+const ArchSpec& find_arch_by_hf_name(std::string_view hf_architecture);
+
+// Every tensor `cfg` implies, in a stable order (globals first, then layer by layer).
+std::vector<ExpectedTensor> expected_tensors(const ArchSpec& arch, const ModelConfig& cfg);
+
+// Replaces "{L}" and "{E}" in a name pattern with the layer and expert index.
+std::string expand_name(std::string_view pattern, int layer, int expert = -1);
+
+}  // namespace temper

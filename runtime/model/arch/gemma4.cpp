@@ -1,0 +1,303 @@
+// Gemma 4 (text decoder of Gemma4ForConditionalGeneration and the text-only variants).
+// Features by layer: sliding/full attention with different head dims, KV heads and RoPE
+// (proportional RoPE on full layers as rope_freq_factors), K=V full layers, KV sharing by the
+// last layers, double-wide MLP on shared layers, MoE beside the dense MLP, per-layer
+// embeddings (PLE) and a per-layer output scalar. Norms scale by w (no +1), v is normed
+// without a weight, attention is unscaled (1.0), logits are soft-capped.
+#include <cmath>
+
+#include "model/arch/common.h"
+
+namespace temper {
+
+namespace {
+using namespace arch::shapes;
+using arch::shapes::Shape;
+
+bool has_ple(const ModelConfig& c) { return c.ple_dim > 0; }
+bool has_moe(const ModelConfig& c, int l) { return c.layers.at(l).ffn != FfnKind::kDense; }
+
+Shape ple_token_embd(const ModelConfig& c, int) {
+  if (!has_ple(c)) return {};
+  return {c.ple_vocab, int64_t{c.n_layer} * c.ple_dim};
+}
+Shape ple_model_proj(const ModelConfig& c, int) {
+  if (!has_ple(c)) return {};
+  return {int64_t{c.n_layer} * c.ple_dim, c.d_model};
+}
+Shape ple_vec(const ModelConfig& c, int) {
+  if (!has_ple(c)) return {};
+  return {c.ple_dim};
+}
+Shape ple_inp_gate(const ModelConfig& c, int) {
+  if (!has_ple(c)) return {};
+  return {c.ple_dim, c.d_model};
+}
+Shape ple_proj(const ModelConfig& c, int) {
+  if (!has_ple(c)) return {};
+  return {c.d_model, c.ple_dim};
+}
+Shape ple_model_vec(const ModelConfig& c, int) {
+  if (!has_ple(c)) return {};
+  return {c.d_model};
+}
+Shape per_expert_scale(const ModelConfig& c, int l) {
+  if (!has_moe(c, l)) return {};
+  return {c.layers[l].n_expert};
+}
+Shape experts_gate_up(const ModelConfig& c, int l) {  // fused: gate = first half of dim 1
+  if (!has_moe(c, l)) return {};
+  const LayerConfig& L = c.layers[l];
+  return {L.n_expert, 2 * int64_t{L.d_ff_expert}, c.d_model};
+}
+Shape experts_down(const ModelConfig& c, int l) {
+  if (!has_moe(c, l)) return {};
+  const LayerConfig& L = c.layers[l];
+  return {L.n_expert, c.d_model, L.d_ff_expert};
+}
+Shape layer_scalar(const ModelConfig& c, int l) {
+  if (!c.layers.at(l).has_layer_scalar) return {};
+  return {1};
+}
+
+constexpr uint32_t kL = kPerLayer;
+constexpr QuantClass kF32 = QuantClass::kKeepF32;
+
+const TensorSpec kGemma4Tensors[] = {
+    {.role = TensorRole::kTokenEmbd, .hf_name = "model.embed_tokens.weight",
+     .gguf_name = "token_embd.weight", .quant_class = QuantClass::kEmbedding, .shape = token_embd},
+    {.role = TensorRole::kPleTokenEmbd, .hf_name = "model.embed_tokens_per_layer.weight",
+     .gguf_name = "per_layer_token_embd.weight", .quant_class = QuantClass::kEmbedding,
+     .shape = ple_token_embd},
+    {.role = TensorRole::kPleModelProj, .hf_name = "model.per_layer_model_projection.weight",
+     .gguf_name = "per_layer_model_proj.weight", .quant_class = QuantClass::kOther,
+     .shape = ple_model_proj},
+    {.role = TensorRole::kPleProjNorm, .hf_name = "model.per_layer_projection_norm.weight",
+     .gguf_name = "per_layer_proj_norm.weight", .quant_class = kF32, .shape = ple_vec},
+    {.role = TensorRole::kOutputNorm, .hf_name = "model.norm.weight",
+     .gguf_name = "output_norm.weight", .quant_class = kF32, .shape = model_vec},
+    {.role = TensorRole::kOutput, .hf_name = "lm_head.weight", .gguf_name = "output.weight",
+     .flags = kOptional, .quant_class = QuantClass::kOutput, .shape = output},
+
+    {.role = TensorRole::kAttnNorm, .hf_name = "model.layers.{L}.input_layernorm.weight",
+     .gguf_name = "blk.{L}.attn_norm.weight", .flags = kL, .quant_class = kF32,
+     .shape = model_vec},
+    {.role = TensorRole::kAttnQ, .hf_name = "model.layers.{L}.self_attn.q_proj.weight",
+     .gguf_name = "blk.{L}.attn_q.weight", .flags = kL, .quant_class = QuantClass::kAttnQ,
+     .shape = attn_q},
+    {.role = TensorRole::kAttnQNorm, .hf_name = "model.layers.{L}.self_attn.q_norm.weight",
+     .gguf_name = "blk.{L}.attn_q_norm.weight", .flags = kL, .quant_class = kF32,
+     .shape = head_vec},
+    {.role = TensorRole::kAttnK, .hf_name = "model.layers.{L}.self_attn.k_proj.weight",
+     .gguf_name = "blk.{L}.attn_k.weight", .flags = kL, .quant_class = QuantClass::kAttnK,
+     .shape = attn_kv},
+    {.role = TensorRole::kAttnV, .hf_name = "model.layers.{L}.self_attn.v_proj.weight",
+     .gguf_name = "blk.{L}.attn_v.weight", .flags = kL, .quant_class = QuantClass::kAttnV,
+     .shape = attn_v},
+    {.role = TensorRole::kAttnKNorm, .hf_name = "model.layers.{L}.self_attn.k_norm.weight",
+     .gguf_name = "blk.{L}.attn_k_norm.weight", .flags = kL, .quant_class = kF32,
+     .shape = kv_head_vec},
+    {.role = TensorRole::kAttnOut, .hf_name = "model.layers.{L}.self_attn.o_proj.weight",
+     .gguf_name = "blk.{L}.attn_output.weight", .flags = kL,
+     .quant_class = QuantClass::kAttnOut, .shape = attn_out},
+    {.role = TensorRole::kPostAttnNorm,
+     .hf_name = "model.layers.{L}.post_attention_layernorm.weight",
+     .gguf_name = "blk.{L}.post_attention_norm.weight", .flags = kL, .quant_class = kF32,
+     .shape = model_vec},
+    {.role = TensorRole::kFfnNorm, .hf_name = "model.layers.{L}.pre_feedforward_layernorm.weight",
+     .gguf_name = "blk.{L}.ffn_norm.weight", .flags = kL, .quant_class = kF32,
+     .shape = model_vec},
+    {.role = TensorRole::kFfnGate, .hf_name = "model.layers.{L}.mlp.gate_proj.weight",
+     .gguf_name = "blk.{L}.ffn_gate.weight", .flags = kL, .quant_class = QuantClass::kFfnGate,
+     .shape = ffn_up},
+    {.role = TensorRole::kFfnUp, .hf_name = "model.layers.{L}.mlp.up_proj.weight",
+     .gguf_name = "blk.{L}.ffn_up.weight", .flags = kL, .quant_class = QuantClass::kFfnUp,
+     .shape = ffn_up},
+    {.role = TensorRole::kFfnDown, .hf_name = "model.layers.{L}.mlp.down_proj.weight",
+     .gguf_name = "blk.{L}.ffn_down.weight", .flags = kL, .quant_class = QuantClass::kFfnDown,
+     .shape = ffn_down},
+    {.role = TensorRole::kPostFfnNorm,
+     .hf_name = "model.layers.{L}.post_feedforward_layernorm.weight",
+     .gguf_name = "blk.{L}.post_ffw_norm.weight", .flags = kL, .quant_class = kF32,
+     .shape = model_vec},
+    // MoE block beside the dense MLP (26B-A4B).
+    {.role = TensorRole::kFfnPostNorm1,
+     .hf_name = "model.layers.{L}.post_feedforward_layernorm_1.weight",
+     .gguf_name = "blk.{L}.post_ffw_norm_1.weight", .flags = kL, .quant_class = kF32,
+     .shape = moe_vec},
+    {.role = TensorRole::kFfnPreNorm2,
+     .hf_name = "model.layers.{L}.pre_feedforward_layernorm_2.weight",
+     .gguf_name = "blk.{L}.pre_ffw_norm_2.weight", .flags = kL, .quant_class = kF32,
+     .shape = moe_vec},
+    {.role = TensorRole::kFfnPostNorm2,
+     .hf_name = "model.layers.{L}.post_feedforward_layernorm_2.weight",
+     .gguf_name = "blk.{L}.post_ffw_norm_2.weight", .flags = kL, .quant_class = kF32,
+     .shape = moe_vec},
+    {.role = TensorRole::kFfnGateInp, .hf_name = "model.layers.{L}.router.proj.weight",
+     .gguf_name = "blk.{L}.ffn_gate_inp.weight", .flags = kL, .quant_class = kF32,
+     .shape = router},
+    {.role = TensorRole::kFfnGateInpScale, .hf_name = "model.layers.{L}.router.scale",
+     .gguf_name = "blk.{L}.ffn_gate_inp.scale", .flags = kL, .quant_class = kF32,
+     .shape = moe_vec},
+    {.role = TensorRole::kFfnDownExpsScale, .hf_name = "model.layers.{L}.router.per_expert_scale",
+     .gguf_name = "blk.{L}.ffn_down_exps.scale", .flags = kL, .quant_class = kF32,
+     .shape = per_expert_scale},
+    {.role = TensorRole::kFfnGateUpExps, .hf_name = "model.layers.{L}.experts.gate_up_proj",
+     .gguf_name = "blk.{L}.ffn_gate_up_exps.weight", .flags = kL,
+     .quant_class = QuantClass::kFfnGateUpExps, .shape = experts_gate_up},
+    {.role = TensorRole::kFfnDownExps, .hf_name = "model.layers.{L}.experts.down_proj",
+     .gguf_name = "blk.{L}.ffn_down_exps.weight", .flags = kL,
+     .quant_class = QuantClass::kFfnDownExps, .shape = experts_down},
+    // Per-layer embeddings (E2B/E4B).
+    {.role = TensorRole::kPleInpGate, .hf_name = "model.layers.{L}.per_layer_input_gate.weight",
+     .gguf_name = "blk.{L}.inp_gate.weight", .flags = kL, .quant_class = QuantClass::kOther,
+     .shape = ple_inp_gate},
+    {.role = TensorRole::kPleProj, .hf_name = "model.layers.{L}.per_layer_projection.weight",
+     .gguf_name = "blk.{L}.proj.weight", .flags = kL, .quant_class = QuantClass::kOther,
+     .shape = ple_proj},
+    {.role = TensorRole::kPlePostNorm,
+     .hf_name = "model.layers.{L}.post_per_layer_input_norm.weight",
+     .gguf_name = "blk.{L}.post_norm.weight", .flags = kL, .quant_class = kF32,
+     .shape = ple_model_vec},
+    {.role = TensorRole::kLayerScalar, .hf_name = "model.layers.{L}.layer_scalar",
+     .gguf_name = "blk.{L}.layer_output_scale.weight", .flags = kL, .quant_class = kF32,
+     .shape = layer_scalar},
+};
+
+// One layer type's entry of rope_parameters. "proportional" rotates only the first
+// int(partial_rotary_factor * head_dim // 2) frequencies, with exponents over the full
+// head_dim; llama.cpp expresses the rest as frequency divisors of 1e30 (no rotation).
+void read_rope(const arch::ConfigView& p, LayerConfig& layer) {
+  const std::string type = p.get_string("rope_type", "default");
+  layer.rope_theta = static_cast<float>(p.get_number("rope_theta"));
+  if (type != "proportional") {
+    arch::apply_rope_scaling(p, layer);  // default / linear; refuses the rest by name
+    return;
+  }
+  const double partial = p.get_number("partial_rotary_factor", 1.0);
+  const double factor = p.get_number("factor", 1.0);
+  TEMPER_CHECK(partial > 0 && partial <= 1 && factor > 0, "config.json: key '", p.key_name(""),
+               "' needs 0 < partial_rotary_factor <= 1 and factor > 0");
+  const int n_pairs = static_cast<int>(std::floor(partial * layer.head_dim / 2));
+  if (n_pairs == layer.head_dim / 2 && factor == 1) return;
+  layer.rope_freq_factors.assign(layer.head_dim / 2, 1e30f);
+  for (int j = 0; j < n_pairs; ++j) layer.rope_freq_factors[j] = static_cast<float>(factor);
+}
+
+// Gemma4TextConfig's default rope_parameters.
+const Json& default_rope_parameters() {
+  static const Json kDefault = Json::parse(R"({
+    "full_attention": {"partial_rotary_factor": 0.25, "rope_theta": 1000000.0,
+                       "rope_type": "proportional"},
+    "sliding_attention": {"rope_theta": 10000.0, "rope_type": "default"}})");
+  return kDefault;
+}
+
+ModelConfig parse_gemma4(const Json& root) {
+  const Json merged = arch::merge_text_config(root);
+  const arch::ConfigView c(merged);
+  ModelConfig cfg;
+  arch::read_common_fields(c, "gemma4",
+                           {.hf_architecture = "Gemma4ForConditionalGeneration", .n_ctx = 131072,
+                            .norm_eps = 1e-6, .tied = true, .n_vocab = 262144},
+                           cfg);
+  arch::require_string(c, "hidden_activation", "gelu_pytorch_tanh");
+  arch::require_false(c, "attention_bias");
+  TEMPER_CHECK(c.get_string("use_bidirectional_attention", "vision") == "vision",
+               "config.json: key 'use_bidirectional_attention' is \"all\"; temper runs Gemma 4 "
+               "as a causal text model only");
+  cfg.act = Activation::kGeluTanh;
+  cfg.post_norms = true;
+  cfg.qk_norm = true;
+  cfg.v_norm = true;
+  cfg.embed_scale = std::sqrt(static_cast<float>(cfg.d_model));
+  cfg.attn_scale = 1.0f;  // hard-coded in HF and llama.cpp; query_pre_attn_scalar is unused
+  cfg.final_softcap = static_cast<float>(c.get_number("final_logit_softcapping", 0));
+  cfg.ple_dim = c.get_int("hidden_size_per_layer_input", 0);
+  if (cfg.ple_dim > 0) cfg.ple_vocab = c.get_int("vocab_size_per_layer_input", cfg.n_vocab);
+
+  const int n_head = c.get_int("num_attention_heads");
+  const int n_kv = c.get_int("num_key_value_heads");
+  const bool k_eq_v = c.get_bool("attention_k_eq_v", false);
+  // HF uses num_global_key_value_heads only together with attention_k_eq_v.
+  const int n_kv_full = k_eq_v ? c.get_int("num_global_key_value_heads", n_kv) : n_kv;
+  const int head_dim = c.get_int("head_dim", 256);
+  const int head_dim_full = c.get_int("global_head_dim", 512);
+  const int window = c.get_int("sliding_window", 512);
+  const int d_ff = c.get_int("intermediate_size");
+  const bool double_wide = c.get_bool("use_double_wide_mlp", false);
+  const int n_shared = c.get_int("num_kv_shared_layers", 0);
+  TEMPER_CHECK(n_shared >= 0 && n_shared < cfg.n_layer, "config.json: key "
+               "'num_kv_shared_layers' must be in 0..", cfg.n_layer - 1, ", got ", n_shared);
+  const bool moe = c.get_bool("enable_moe_block", false);
+  const auto rope_obj = c.get_object("rope_parameters");
+  const arch::ConfigView rope = rope_obj ? *rope_obj
+                                         : arch::ConfigView(default_rope_parameters(),
+                                                            "rope_parameters.");
+  const arch::ConfigView default_rope(default_rope_parameters(), "rope_parameters.");
+
+  const std::vector<bool> sliding = arch::sliding_layers(c, cfg.n_layer, 6, true);
+  const int first_shared = cfg.n_layer - n_shared;
+  for (int i = 0; i < cfg.n_layer; ++i) {
+    LayerConfig l;
+    l.n_head = n_head;
+    l.n_head_kv = sliding[i] ? n_kv : n_kv_full;
+    l.head_dim = sliding[i] ? head_dim : head_dim_full;
+    l.n_rot = l.head_dim;
+    l.window = sliding[i] ? window : 0;
+    const char* type = sliding[i] ? "sliding_attention" : "full_attention";
+    const auto type_rope = rope.get_object(type);
+    read_rope(type_rope ? *type_rope : *default_rope.get_object(type), l);
+    l.k_eq_v = k_eq_v && !sliding[i];
+    // KV sharing: the donor is the last non-shared layer of the same attention type.
+    l.kv_source_layer = i;
+    if (i >= first_shared) {
+      l.kv_source_layer = -1;
+      for (int j = first_shared - 1; j >= 0 && l.kv_source_layer < 0; --j)
+        if (sliding[j] == sliding[i]) l.kv_source_layer = j;
+      TEMPER_CHECK(l.kv_source_layer >= 0, "config.json: layer ", i, " shares K/V "
+                   "(num_kv_shared_layers = ", n_shared, ") but no earlier ", type,
+                   " layer owns K/V");
+      l.k_eq_v = false;  // the donor decides where V comes from
+    }
+    l.d_ff = (double_wide && i >= first_shared) ? 2 * d_ff : d_ff;
+    if (moe) {
+      l.ffn = FfnKind::kDenseAndMoe;
+      l.n_expert = c.get_int("num_experts");
+      l.n_expert_used = c.get_int("top_k_experts");
+      l.d_ff_expert = c.get_int("moe_intermediate_size");
+    }
+    l.has_layer_scalar = true;
+    cfg.layers.push_back(std::move(l));
+  }
+  validate_config(cfg);
+  return cfg;
+}
+
+// HF's _keys_to_ignore_on_load_unexpected: K/V projections and norms of KV-shared layers.
+bool gemma4_ignorable(const ModelConfig& cfg, std::string_view name) {
+  if (arch::is_rotary_buffer(name)) return true;
+  const auto split = arch::split_layer_name(name);
+  if (!split || split->first >= cfg.n_layer) return false;
+  if (cfg.layers[split->first].kv_source_layer == split->first) return false;
+  for (std::string_view t : {"self_attn.k_proj.weight", "self_attn.v_proj.weight",
+                             "self_attn.k_norm.weight", "self_attn.v_norm.weight"})
+    if (split->second == t) return true;
+  return false;
+}
+
+}  // namespace
+
+extern const ArchSpec kGemma4Arch;
+const ArchSpec kGemma4Arch{
+    .id = "gemma4",
+    .hf_architectures = {"Gemma4ForConditionalGeneration", "Gemma4ForCausalLM",
+                         "Gemma4TextForCausalLM"},
+    .gguf_arch = "gemma4",
+    .parse_hf_config = parse_gemma4,
+    .tensors = kGemma4Tensors,
+    .canonical_name = arch::canonical_hf_name,
+    .ignorable = gemma4_ignorable,
+};
+
+}  // namespace temper

@@ -1,0 +1,136 @@
+// Qwen 3 MoE: Qwen 3 attention with a sparse MLP (softmax router, top-k, optional top-k
+// renormalisation, no shared expert). Experts are stored one tensor per expert in HF
+// (mlp.experts.{E}.*_proj) and stacked into ffn_*_exps in GGUF. Layers listed in
+// mlp_only_layers (or off the decoder_sparse_step grid) keep a dense MLP.
+// The fused transformers-v5 layout (mlp.experts.gate_up_proj) is not accepted: a config alone
+// cannot say which layout a checkpoint uses, and the tensor tables are per config.
+#include <algorithm>
+
+#include "model/arch/common.h"
+
+namespace temper {
+
+namespace {
+using namespace arch::shapes;
+
+const TensorSpec kQwen3MoeTensors[] = {
+    {.role = TensorRole::kTokenEmbd, .hf_name = "model.embed_tokens.weight",
+     .gguf_name = "token_embd.weight", .quant_class = QuantClass::kEmbedding, .shape = token_embd},
+    {.role = TensorRole::kOutputNorm, .hf_name = "model.norm.weight",
+     .gguf_name = "output_norm.weight", .quant_class = QuantClass::kKeepF32, .shape = model_vec},
+    {.role = TensorRole::kOutput, .hf_name = "lm_head.weight", .gguf_name = "output.weight",
+     .flags = kOptional, .quant_class = QuantClass::kOutput, .shape = output},
+    {.role = TensorRole::kAttnNorm, .hf_name = "model.layers.{L}.input_layernorm.weight",
+     .gguf_name = "blk.{L}.attn_norm.weight", .flags = kPerLayer,
+     .quant_class = QuantClass::kKeepF32, .shape = model_vec},
+    {.role = TensorRole::kAttnQ, .hf_name = "model.layers.{L}.self_attn.q_proj.weight",
+     .gguf_name = "blk.{L}.attn_q.weight", .flags = kPerLayer,
+     .quant_class = QuantClass::kAttnQ, .shape = attn_q},
+    {.role = TensorRole::kAttnK, .hf_name = "model.layers.{L}.self_attn.k_proj.weight",
+     .gguf_name = "blk.{L}.attn_k.weight", .flags = kPerLayer,
+     .quant_class = QuantClass::kAttnK, .shape = attn_kv},
+    {.role = TensorRole::kAttnV, .hf_name = "model.layers.{L}.self_attn.v_proj.weight",
+     .gguf_name = "blk.{L}.attn_v.weight", .flags = kPerLayer,
+     .quant_class = QuantClass::kAttnV, .shape = attn_v},
+    {.role = TensorRole::kAttnQNorm, .hf_name = "model.layers.{L}.self_attn.q_norm.weight",
+     .gguf_name = "blk.{L}.attn_q_norm.weight", .flags = kPerLayer,
+     .quant_class = QuantClass::kKeepF32, .shape = head_vec},
+    {.role = TensorRole::kAttnKNorm, .hf_name = "model.layers.{L}.self_attn.k_norm.weight",
+     .gguf_name = "blk.{L}.attn_k_norm.weight", .flags = kPerLayer,
+     .quant_class = QuantClass::kKeepF32, .shape = kv_head_vec},
+    {.role = TensorRole::kAttnOut, .hf_name = "model.layers.{L}.self_attn.o_proj.weight",
+     .gguf_name = "blk.{L}.attn_output.weight", .flags = kPerLayer,
+     .quant_class = QuantClass::kAttnOut, .shape = attn_out},
+    {.role = TensorRole::kFfnNorm, .hf_name = "model.layers.{L}.post_attention_layernorm.weight",
+     .gguf_name = "blk.{L}.ffn_norm.weight", .flags = kPerLayer,
+     .quant_class = QuantClass::kKeepF32, .shape = model_vec},
+    {.role = TensorRole::kFfnGate, .hf_name = "model.layers.{L}.mlp.gate_proj.weight",
+     .gguf_name = "blk.{L}.ffn_gate.weight", .flags = kPerLayer,
+     .quant_class = QuantClass::kFfnGate, .shape = ffn_up},
+    {.role = TensorRole::kFfnUp, .hf_name = "model.layers.{L}.mlp.up_proj.weight",
+     .gguf_name = "blk.{L}.ffn_up.weight", .flags = kPerLayer,
+     .quant_class = QuantClass::kFfnUp, .shape = ffn_up},
+    {.role = TensorRole::kFfnDown, .hf_name = "model.layers.{L}.mlp.down_proj.weight",
+     .gguf_name = "blk.{L}.ffn_down.weight", .flags = kPerLayer,
+     .quant_class = QuantClass::kFfnDown, .shape = ffn_down},
+    {.role = TensorRole::kFfnGateInp, .hf_name = "model.layers.{L}.mlp.gate.weight",
+     .gguf_name = "blk.{L}.ffn_gate_inp.weight", .flags = kPerLayer,
+     .quant_class = QuantClass::kKeepF32, .shape = router},
+    {.role = TensorRole::kFfnGateExps,
+     .hf_name = "model.layers.{L}.mlp.experts.{E}.gate_proj.weight",
+     .gguf_name = "blk.{L}.ffn_gate_exps.weight", .flags = kPerLayer | kPerExpert,
+     .quant_class = QuantClass::kFfnGateExps, .shape = expert_up},
+    {.role = TensorRole::kFfnUpExps,
+     .hf_name = "model.layers.{L}.mlp.experts.{E}.up_proj.weight",
+     .gguf_name = "blk.{L}.ffn_up_exps.weight", .flags = kPerLayer | kPerExpert,
+     .quant_class = QuantClass::kFfnUpExps, .shape = expert_up},
+    {.role = TensorRole::kFfnDownExps,
+     .hf_name = "model.layers.{L}.mlp.experts.{E}.down_proj.weight",
+     .gguf_name = "blk.{L}.ffn_down_exps.weight", .flags = kPerLayer | kPerExpert,
+     .quant_class = QuantClass::kFfnDownExps, .shape = expert_down},
+};
+
+ModelConfig parse_qwen3moe(const Json& root) {
+  const Json merged = arch::merge_text_config(root);
+  const arch::ConfigView c(merged);
+  ModelConfig cfg;
+  // HF Qwen3MoeConfig defaults: max_position_embeddings 32768, rms_norm_eps 1e-6, untied,
+  // head_dim 128, decoder_sparse_step 1, norm_topk_prob false.
+  arch::read_common_fields(
+      c, "qwen3moe", {.hf_architecture = "Qwen3MoeForCausalLM", .n_ctx = 32768}, cfg);
+  arch::require_string(c, "hidden_act", "silu");
+  arch::require_false(c, "attention_bias");
+  arch::require_false(c, "use_sliding_window");
+  cfg.act = Activation::kSilu;
+  cfg.rope_style = RopeStyle::kHalf;
+  cfg.qk_norm = true;
+  cfg.moe_norm_topk = c.get_bool("norm_topk_prob", false);
+  TEMPER_CHECK(c.get_int("shared_expert_intermediate_size", 0) == 0,
+               "config.json: key 'shared_expert_intermediate_size' is set, but Qwen3-MoE has no "
+               "shared expert in temper");
+
+  const LayerConfig attention = arch::read_uniform_attention(c, cfg.d_model, 128);
+  const int n_expert = c.get_int("num_experts");
+  const int n_expert_used = c.get_int("num_experts_per_tok");
+  const int d_ff_expert = c.get_int("moe_intermediate_size");
+  const int sparse_step = c.get_int("decoder_sparse_step", 1);
+  TEMPER_CHECK(sparse_step > 0, "config.json: key 'decoder_sparse_step' must be > 0, got ",
+               sparse_step);
+  const std::vector<int> mlp_only = c.get_int_list("mlp_only_layers");
+  for (int i = 0; i < cfg.n_layer; ++i) {
+    LayerConfig layer = attention;
+    layer.kv_source_layer = i;
+    const bool dense = std::find(mlp_only.begin(), mlp_only.end(), i) != mlp_only.end() ||
+                       n_expert == 0 || (i + 1) % sparse_step != 0;
+    if (dense) {
+      layer.d_ff = c.get_int("intermediate_size");
+    } else {
+      layer.ffn = FfnKind::kMoe;
+      layer.n_expert = n_expert;
+      layer.n_expert_used = n_expert_used;
+      layer.d_ff_expert = d_ff_expert;
+    }
+    cfg.layers.push_back(layer);
+  }
+  validate_config(cfg);
+  return cfg;
+}
+
+bool qwen3moe_ignorable(const ModelConfig&, std::string_view name) {
+  return arch::is_rotary_buffer(name);
+}
+
+}  // namespace
+
+extern const ArchSpec kQwen3MoeArch;
+const ArchSpec kQwen3MoeArch{
+    .id = "qwen3moe",
+    .hf_architectures = {"Qwen3MoeForCausalLM"},
+    .gguf_arch = "qwen3moe",
+    .parse_hf_config = parse_qwen3moe,
+    .tensors = kQwen3MoeTensors,
+    .canonical_name = arch::canonical_hf_name,
+    .ignorable = qwen3moe_ignorable,
+};
+
+}  // namespace temper
