@@ -1,0 +1,164 @@
+#!/usr/bin/python3
+"""Benchmark: `temper convert` throughput on a generated multi-GB bf16 checkpoint, as a ratio to
+reading the same bytes with `cat > /dev/null` in the same run, and temper's peak RSS.
+
+  bench/bench_convert.py [--gb 2.5] [--work DIR] [--temper build/temper] [--json]
+
+Both are measured hot (the checkpoint is in the page cache, read once before timing), and cold
+when this process may drop the page cache (root with a writable /proc/sys/vm/drop_caches).
+Targets (issue #2): ratio >= 0.7 without compression; peak RSS < 1 GB + the largest tensor.
+Not a test: it asserts nothing about time.
+"""
+import argparse
+import json
+import os
+import resource
+import shutil
+import struct
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+TOKENIZER_DIR = os.path.join(ROOT, "sample", "stories260K")
+
+
+def make_checkpoint(path, target_bytes):
+    """Llama-shaped bf16 checkpoint (hidden 2048, ffn 8192, GQA 32/8 heads), sharded like HF
+    does (~1 GB shards + index), with as many layers as fit in target_bytes."""
+    h, ff, heads, kv_heads, vocab = 2048, 8192, 32, 8, 512
+    hd = h // heads
+    per_layer = 2 * (h * h * 2 + 2 * h * kv_heads * hd + 3 * h * ff + 2 * h)
+    n_layer = max(1, int(target_bytes // per_layer))
+    os.makedirs(path, exist_ok=True)
+    for fn in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(os.path.join(TOKENIZER_DIR, fn), path)
+    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": h,
+           "intermediate_size": ff, "num_hidden_layers": n_layer, "num_attention_heads": heads,
+           "num_key_value_heads": kv_heads, "vocab_size": vocab, "max_position_embeddings": 4096,
+           "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "tie_word_embeddings": True,
+           "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "bfloat16"}
+    json.dump(cfg, open(os.path.join(path, "config.json"), "w"))
+    tensors = [("model.embed_tokens.weight", [vocab, h]), ("model.norm.weight", [h])]
+    for i in range(n_layer):
+        p = f"model.layers.{i}."
+        tensors += [(p + "input_layernorm.weight", [h]), (p + "post_attention_layernorm.weight", [h]),
+                    (p + "self_attn.q_proj.weight", [h, h]), (p + "self_attn.k_proj.weight", [kv_heads * hd, h]),
+                    (p + "self_attn.v_proj.weight", [kv_heads * hd, h]), (p + "self_attn.o_proj.weight", [h, h]),
+                    (p + "mlp.gate_proj.weight", [ff, h]), (p + "mlp.up_proj.weight", [ff, h]),
+                    (p + "mlp.down_proj.weight", [h, ff])]
+    rng = np.random.default_rng(0)
+    # Random bf16 values of normal magnitude (~N(0, 0.02)); a 64 MiB pool, sliced per tensor.
+    pool = (rng.standard_normal(32 << 20, dtype=np.float32) * 0.02).view(np.uint32)
+    pool = ((pool + 0x7FFF + ((pool >> 16) & 1)) >> 16).astype(np.uint16).tobytes()
+    shards, cur, cur_bytes = [], [], 0
+    for name, shape in tensors:
+        n = 2 * int(np.prod(shape))
+        if cur and cur_bytes + n > (1 << 30):
+            shards.append(cur)
+            cur, cur_bytes = [], 0
+        cur.append((name, shape, n))
+        cur_bytes += n
+    shards.append(cur)
+    weight_map, largest, total = {}, 0, 0
+    for si, shard in enumerate(shards):
+        fn = f"model-{si + 1:05d}-of-{len(shards):05d}.safetensors"
+        header, off = {}, 0
+        for name, shape, n in shard:
+            header[name] = {"dtype": "BF16", "shape": shape, "data_offsets": [off, off + n]}
+            off += n
+            weight_map[name] = fn
+            largest = max(largest, n)
+            total += n
+        hb = json.dumps(header).encode()
+        hb += b" " * (-len(hb) % 8)
+        with open(os.path.join(path, fn), "wb") as f:
+            f.write(struct.pack("<Q", len(hb)) + hb)
+            for name, shape, n in shard:
+                start = (hash(name) % (len(pool) // 2)) & ~1
+                while n > 0:
+                    k = min(n, len(pool) - start)
+                    f.write(pool[start:start + k])
+                    n -= k
+                    start = 0
+    json.dump({"metadata": {"total_size": total}, "weight_map": weight_map},
+              open(os.path.join(path, "model.safetensors.index.json"), "w"))
+    return total, largest, n_layer
+
+
+def drop_caches():
+    try:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def timed(cmd, **kw):
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, **kw)
+    return time.perf_counter() - t0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--gb", type=float, default=2.5)
+    ap.add_argument("--work", default="/tmp/temper-bench-convert")
+    ap.add_argument("--temper", default=os.path.join(ROOT, "build", "temper"))
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    env = dict(os.environ)
+    removed = [k for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if env.pop(k, None) is not None]
+    print(f"bench_convert: unset {removed or 'nothing'} for this benchmark", file=sys.stderr)
+
+    src = os.path.join(args.work, "model")
+    done = os.path.join(args.work, f"model-{args.gb}.done")  # generated once, reused by later runs
+    if os.path.exists(done):
+        total, largest, n_layer = json.load(open(done))
+    else:
+        shutil.rmtree(args.work, ignore_errors=True)
+        print(f"generating a {args.gb:.1f} GB bf16 checkpoint in {src} ...", file=sys.stderr)
+        total, largest, n_layer = make_checkpoint(src, args.gb * 1e9)
+        json.dump([total, largest, n_layer], open(done, "w"))
+    shards = sorted(os.path.join(src, f) for f in os.listdir(src) if f.endswith(".safetensors"))
+    out = os.path.join(args.work, "out.h5")
+
+    results = {"bytes": total, "largest_tensor_bytes": largest, "layers": n_layer, "cpus": os.cpu_count()}
+    modes = ["hot"] + (["cold"] if drop_caches() else [])
+    for mode in modes:
+        if os.path.exists(out):
+            os.remove(out)
+        if mode == "hot":
+            subprocess.run(["cat", *shards], stdout=subprocess.DEVNULL, check=True)
+        else:
+            drop_caches()
+        t_cat = timed(["sh", "-c", 'cat "$@" > /dev/null', "cat", *shards])
+        if mode == "cold":
+            drop_caches()
+        t_conv = timed([args.temper, "convert", src, "-o", out], env=env, stderr=subprocess.DEVNULL)
+        # Largest RSS of any child so far: cat's is tiny, so this is temper's.
+        rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+        results[mode] = {"cat_seconds": t_cat, "convert_seconds": t_conv,
+                         "cat_GBps": total / t_cat / 1e9, "convert_GBps": total / t_conv / 1e9,
+                         "ratio": t_cat / t_conv,
+                         "peak_rss_bytes": rss}
+    os.remove(out)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print(f"checkpoint: {total / 1e9:.2f} GB bf16, {n_layer} layers, largest tensor {largest / 1e6:.0f} MB")
+        for mode in modes:
+            r = results[mode]
+            rss = r["peak_rss_bytes"]
+            print(f"{mode:4s}: cat {r['cat_GBps']:.2f} GB/s, temper convert {r['convert_GBps']:.2f} GB/s, "
+                  f"ratio {r['ratio']:.2f} (target >= 0.7); peak RSS {rss / 2**20:.0f} MiB "
+                  f"(target < {(2**30 + largest) / 2**20:.0f} MiB)")
+
+
+if __name__ == "__main__":
+    main()

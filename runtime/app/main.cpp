@@ -1,0 +1,48 @@
+// The `temper` executable: one tool, one subcommand per stage. The only translation unit that
+// includes every stage's public header.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <exception>
+
+#include "app/commands.h"
+#include "convert.h"
+#include "quantize.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/threads.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"temper: from a Hugging Face checkpoint to a trusted local deployment"};
+  app.set_version_flag("--version", std::string("temper ") + TEMPER_VERSION);
+  app.require_subcommand(1);
+  int threads = 0;
+  bool quiet = false, verbose = false;
+  app.add_option("-t,--threads", threads, "Threads (default: all cores, or TEMPER_THREADS)");
+  app.add_flag("-q,--quiet", quiet, "Only errors");
+  app.add_flag("-v,--verbose", verbose, "More detail");
+  app.parse_complete_callback([&] {
+    temper::set_log_level(quiet ? temper::LogLevel::kQuiet
+                                : verbose ? temper::LogLevel::kVerbose : temper::LogLevel::kNormal);
+    temper::set_num_threads(threads);
+  });
+
+  temper::add_convert_command(app);
+  temper::add_quantize_command(app);
+  temper::add_inspect_command(app);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const temper::Error& e) {
+    std::fprintf(stderr, "temper: error: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "temper: error: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "temper: internal error: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}
