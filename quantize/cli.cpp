@@ -1,0 +1,84 @@
+// `temper quantize MODEL -o model.gguf -t Q4_K_M`
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "core/json.h"
+#include "core/log.h"
+#include "quantize.h"
+#include "quantize/policy.h"
+
+namespace temper {
+namespace {
+
+std::string ne_str(const std::vector<int64_t>& ne) {
+  std::string s;
+  for (size_t i = 0; i < ne.size(); ++i) s += (i ? "x" : "") + std::to_string(ne[i]);
+  return s;
+}
+
+void print_table(const QuantizeReport& r) {
+  std::printf("%-40s %-18s %-7s %12s %6s  %s\n", "tensor", "ne", "type", "bytes", "bpw", "note");
+  for (const auto& t : r.tensors) {
+    uint64_t n = 1;
+    for (int64_t d : t.ne) n *= uint64_t(d);
+    std::printf("%-40s %-18s %-7s %12llu %6.2f  %s\n", t.name.c_str(), ne_str(t.ne).c_str(),
+                std::string(dtype_name(t.type)).c_str(), (unsigned long long)t.bytes, 8.0 * double(t.bytes) / double(n),
+                t.note.c_str());
+  }
+  std::printf("\n%s: %zu tensors, %llu parameters, %s, %.3f bits per weight\n", r.file_type.c_str(), r.tensors.size(),
+              (unsigned long long)r.n_params, human_bytes(double(r.bytes)).c_str(), r.bits_per_weight());
+}
+
+Json report_json(const QuantizeReport& r, bool with_tensors) {
+  Json j = {{"output", r.output},     {"file_type", r.file_type}, {"parameters", r.n_params},
+            {"bytes", r.bytes},       {"bits_per_weight", r.bits_per_weight()},
+            {"fallbacks", r.n_fallback}, {"warnings", r.warnings}, {"seconds", r.seconds}};
+  if (!r.modelfile.empty()) j["modelfile"] = r.modelfile;
+  if (with_tensors) {
+    j["tensors"] = Json::array();
+    for (const auto& t : r.tensors)
+      j["tensors"].push_back({{"name", t.name}, {"ne", t.ne}, {"type", dtype_name(t.type)},
+                              {"source_type", dtype_name(t.base_type)}, {"bytes", t.bytes}, {"note", t.note}});
+  }
+  return j;
+}
+
+}  // namespace
+
+void add_quantize_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("quantize", "Write a GGUF (llama.cpp / Ollama) from a temper checkpoint or HF folder");
+  auto o = std::make_shared<QuantizeOptions>();
+  auto json = std::make_shared<bool>(false);
+  std::string types;
+  for (const auto& f : all_file_types()) types += (types.empty() ? "" : ", ") + std::string(f.name);
+  cmd->add_option("input", o->input, "temper checkpoint (.h5), Hugging Face folder, or GGUF (F32/F16/BF16; others need --allow-requantize)")
+      ->required();
+  cmd->add_option("-o,--output", o->output, "Output GGUF")->required();
+  cmd->add_option("-t,--type", o->type, "File type: " + types)->capture_default_str();
+  cmd->add_flag("-f,--force", o->overwrite, "Overwrite an existing output");
+  cmd->add_flag("--dry-run", o->dry_run, "Print each tensor's type, bytes and bits per weight; write nothing");
+  cmd->add_flag("--pure", o->pure, "No mix: every quantizable tensor gets the file type's default");
+  cmd->add_flag("--allow-requantize", o->allow_requantize, "Accept already-quantized GGUF input (loses quality)");
+  cmd->add_flag("--modelfile", o->write_modelfile, "Also write an Ollama Modelfile beside the GGUF");
+  cmd->add_option("--output-tensor-type", o->output_tensor_type, "Type of output.weight (and tied embeddings)");
+  cmd->add_option("--token-embedding-type", o->token_embedding_type, "Type of token_embd.weight");
+  cmd->add_option("--tensor-type", o->tensor_types, "REGEX=TYPE override; repeatable; first match wins");
+  cmd->add_option("--imatrix", o->imatrix, "Importance matrix from llama-imatrix (.gguf or legacy .dat)");
+  cmd->add_flag("--json", *json, "Print the report as JSON on stdout");
+  cmd->callback([o, json] {
+    if (*json) set_log_level(LogLevel::kQuiet);
+    QuantizeReport r = quantize_model(*o);
+    for (const auto& w : r.warnings) warn(w);
+    if (*json) {
+      std::printf("%s\n", report_json(r, o->dry_run).dump(2).c_str());
+    } else if (o->dry_run) {
+      print_table(r);
+    } else {
+      info("wrote ", r.output, ": ", r.file_type, ", ", human_bytes(double(r.bytes)), ", ", r.bits_per_weight(),
+           " bits per weight, in ", human_duration(r.seconds));
+      if (!r.modelfile.empty()) info("wrote ", r.modelfile, " (import: ollama create NAME -f ", r.modelfile, ")");
+    }
+  });
+}
+
+}  // namespace temper

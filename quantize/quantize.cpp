@@ -1,0 +1,227 @@
+// temper quantize: plan (types per tensor, as llama-quantize chooses them), then stream each
+// tensor in row slabs: decode -> transform -> check finite -> encode -> write. Memory holds one
+// slab of f32 rows and its encoding, plus whatever the source keeps mapped.
+#include "quantize.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <memory>
+
+#include "core/error.h"
+#include "core/file.h"
+#include "core/half.h"
+#include "core/log.h"
+#include "formats/gguf.h"
+#include "quant/quant.h"
+#include "quantize/gguf_metadata.h"
+#include "quantize/gguf_plan.h"
+#include "quantize/imatrix.h"
+#include "quantize/modelfile.h"
+#include "quantize/policy.h"
+
+namespace temper {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int64_t kSlabFloats = int64_t(16) << 20;  // 64 MiB of f32 rows per slab
+
+DType parse_tensor_type(const std::string& name, const char* flag) {
+  auto t = dtype_from_name(name);
+  TEMPER_CHECK(t && (quant::supports(*t)), flag, ": unknown tensor type '", name,
+               "' (use f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_K, q3_K, q4_K, q5_K, q6_K, iq4_nl, iq4_xs)");
+  return *t;
+}
+
+PolicyModel policy_model_of(const ModelConfig& cfg, std::string arch) {
+  PolicyModel m{std::move(arch), cfg.n_layer};
+  if (!cfg.layers.empty()) {
+    m.n_head = cfg.layers[0].n_head;
+    m.n_head_kv = cfg.layers[0].n_head_kv;
+  }
+  for (const auto& l : cfg.layers) m.n_expert = std::max(m.n_expert, l.n_expert);
+  return m;
+}
+
+// llama.cpp's hparams from a GGUF's own keys (requantizing).
+PolicyModel policy_model_of(const GgufFile& f) {
+  PolicyModel m;
+  m.arch = f.get_string("general.architecture");
+  auto first_u32 = [&](const std::string& key) -> int {
+    const GgufValue* v = f.find_value(key);
+    if (!v) return 0;
+    if (v->is_array()) return v->count() ? int(v->as_array<int32_t>()[0]) : 0;
+    return int(v->as<uint32_t>());
+  };
+  m.n_layer = first_u32(m.arch + ".block_count");
+  m.n_head = first_u32(m.arch + ".attention.head_count");
+  m.n_head_kv = first_u32(m.arch + ".attention.head_count_kv");
+  if (m.n_head_kv == 0) m.n_head_kv = m.n_head;
+  m.n_expert = first_u32(m.arch + ".expert_count");
+  return m;
+}
+
+// One slab of f32 rows -> bytes of type t.
+void encode_rows(DType t, const float* rows, int64_t n_rows, int64_t n_cols, const float* imatrix, std::vector<uint8_t>& out) {
+  const int64_t n = n_rows * n_cols;
+  switch (t) {
+    case DType::kF32:
+      out.assign(reinterpret_cast<const uint8_t*>(rows), reinterpret_cast<const uint8_t*>(rows + n));
+      return;
+    case DType::kF16:
+    case DType::kBF16: {
+      out.resize(size_t(n) * 2);
+      auto* h = reinterpret_cast<uint16_t*>(out.data());
+      for (int64_t i = 0; i < n; ++i) h[i] = t == DType::kF16 ? f32_to_f16(rows[i]) : f32_to_bf16(rows[i]);
+      return;
+    }
+    default:
+      out.resize(quant::row_bytes(t, n_cols) * size_t(n_rows));
+      quant::quantize_rows(t, rows, out.data(), n_rows, n_cols, imatrix);
+  }
+}
+
+void check_finite(const float* rows, int64_t n, int64_t first_index, const std::string& input, const std::string& tensor) {
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(rows[i]))
+      fail(input, ": tensor '", tensor, "' has ", rows[i], " at element ", first_index + i,
+           "; refusing to quantize non-finite weights");
+}
+
+}  // namespace
+
+QuantizeReport quantize_model(const QuantizeOptions& o) {
+  const auto start = std::chrono::steady_clock::now();
+  PolicyOptions popts;
+  popts.ftype = parse_file_type(o.type);
+  popts.pure = o.pure;
+  if (!o.output_tensor_type.empty()) popts.output_type = parse_tensor_type(o.output_tensor_type, "--output-tensor-type");
+  if (!o.token_embedding_type.empty())
+    popts.token_embd_type = parse_tensor_type(o.token_embedding_type, "--token-embedding-type");
+  for (const auto& spec : o.tensor_types) {
+    const auto eq = spec.rfind('=');
+    TEMPER_CHECK(eq != std::string::npos && eq > 0, "--tensor-type '", spec, "': expected REGEX=TYPE");
+    popts.overrides.emplace_back(spec.substr(0, eq), parse_tensor_type(spec.substr(eq + 1), "--tensor-type"));
+  }
+  Imatrix imatrix;
+  if (!o.imatrix.empty()) {
+    imatrix = load_imatrix(o.imatrix);
+    popts.has_imatrix = true;
+  }
+
+  // The source and its plan.
+  QuantizeReport report;
+  report.file_type = std::string(file_type_info(popts.ftype).name);
+  std::unique_ptr<GgufFile> gguf;
+  OpenedModel model;
+  std::vector<GgufTensorPlan> plans;
+  PolicyModel pm;
+  GgufKvList kvs;
+  std::vector<std::string> inputs = {o.input};
+  if (detect_model_format(o.input) == ModelFormat::kGguf) {
+    gguf = std::make_unique<GgufFile>(o.input);
+    plans = plan_from_gguf(*gguf);
+    for (const auto& p : plans) {
+      if (dtype_traits(p.base_type).block_elems == 1) continue;
+      TEMPER_CHECK(o.allow_requantize, o.input, ": already quantized (tensor '", p.name, "' is ", dtype_name(p.base_type),
+                   "); requantizing compounds the error of both quantizations — quantize the original checkpoint, "
+                   "or pass --allow-requantize");
+      report.warnings.push_back("requantizing already-quantized tensors: quality will be worse than quantizing the original");
+      break;
+    }
+    pm = policy_model_of(*gguf);
+    for (const auto& kv : gguf->kvs())
+      if (kv.key != "general.file_type" && kv.key != "general.quantization_version" && kv.key != "general.alignment")
+        kvs.emplace_back(kv.key, kv.value);
+    kvs.emplace_back("general.quantization_version", GgufValue::scalar<uint32_t>(2));
+    kvs.emplace_back("general.file_type", GgufValue::scalar<uint32_t>(uint32_t(popts.ftype)));
+  } else {
+    model = open_model(o.input);
+    plans = plan_gguf_tensors(model);
+    pm = policy_model_of(model.desc.config, std::string(model.desc.arch->gguf_arch));
+    kvs = gguf_model_metadata(model.desc, popts.ftype);
+    inputs = model.files;
+  }
+  const TensorSource& src = gguf ? static_cast<const TensorSource&>(*gguf) : *model.tensors;
+
+  std::vector<PolicyTensor> pts;
+  for (const auto& p : plans) pts.push_back({p.name, p.base_type, p.ne});
+  const auto choices = choose_tensor_types(pm, popts, pts);
+  uint64_t source_bytes = 0;
+  for (size_t i = 0; i < plans.size(); ++i) {
+    uint64_t n = 1;
+    for (int64_t d : plans[i].ne) n *= uint64_t(d);
+    report.tensors.push_back({plans[i].name, plans[i].ne, choices[i].type, plans[i].base_type,
+                              dtype_bytes(choices[i].type, n), choices[i].note});
+    report.n_params += n;
+    report.bytes += report.tensors.back().bytes;
+    source_bytes += n * 4;
+    if (choices[i].fallback) {
+      ++report.n_fallback;
+      report.warnings.push_back(plans[i].name + ": " + choices[i].note + " (as llama.cpp does)");
+    }
+  }
+  if (o.write_modelfile && !file_type_info(popts.ftype).ollama_can_requantize)
+    report.warnings.push_back(report.file_type + " is not a type `ollama create --quantize` can redo (it accepts F32, F16, "
+                              "BF16, Q8_0, Q4_K_S, Q4_K_M); keep this GGUF, Ollama imports it as it is");
+  report.output = o.output;
+  if (o.dry_run) return report;
+
+  // The imatrix entry of each tensor: ne[0] values per matrix (expert).
+  auto imatrix_of = [&](const GgufTensorPlan& p) -> const std::vector<float>* {
+    if (imatrix.entries.empty()) return nullptr;
+    auto it = imatrix.entries.find(p.name);
+    if (it == imatrix.entries.end()) return nullptr;
+    const uint64_t want = uint64_t(p.ne[0]) * uint64_t(p.ne.size() >= 3 ? p.ne[2] : 1);
+    if (it->second.size() != want) {
+      TEMPER_CHECK(p.name == "token_embd.weight" || p.name == "per_layer_token_embd.weight", o.imatrix, ": entry '",
+                   p.name, "' has ", it->second.size(), " values, the tensor needs ", want);
+      return nullptr;
+    }
+    return &it->second;
+  };
+
+  AtomicOutput out(o.output, o.overwrite, inputs);
+  GgufWriter writer(out);
+  for (auto& [key, value] : kvs) writer.add(key, value);
+  if (!imatrix.entries.empty()) {
+    writer.add_string("quantize.imatrix.file", imatrix.file);
+    if (!imatrix.dataset.empty()) writer.add_string("quantize.imatrix.dataset", imatrix.dataset);
+    writer.add_u32("quantize.imatrix.entries_count", uint32_t(imatrix.entries.size()));
+    writer.add_u32("quantize.imatrix.chunks_count", imatrix.chunks);
+  }
+  for (size_t i = 0; i < plans.size(); ++i) writer.add_tensor_ne(plans[i].name, choices[i].type, plans[i].ne);
+  writer.write_header();
+
+  Progress progress("quantize " + report.file_type, source_bytes);
+  std::vector<uint8_t> encoded;
+  for (size_t i = 0; i < plans.size(); ++i) {
+    const GgufTensorPlan& p = plans[i];
+    const DType t = choices[i].type;
+    const std::vector<float>* im = choices[i].quantized ? imatrix_of(p) : nullptr;
+    const int64_t slab_rows = std::max<int64_t>(1, kSlabFloats / p.ne[0]);
+    for_each_slab(src, p, slab_rows, [&](const float* rows, int64_t first, int64_t n, int expert) {
+      check_finite(rows, n * p.ne[0], first * p.ne[0], o.input, p.name);
+      const float* slice = im ? im->data() + size_t(std::max(expert, 0)) * size_t(p.ne[0]) : nullptr;
+      encode_rows(t, rows, n, p.ne[0], slice, encoded);
+      writer.write_tensor_data(p.name, encoded);
+      progress.add(uint64_t(n * p.ne[0]) * 4);
+    });
+  }
+  writer.finish();
+  progress.finish();
+
+  if (o.write_modelfile && model.tensors) {
+    const fs::path gguf_path(o.output);
+    report.modelfile = (gguf_path.parent_path() / (gguf_path.stem().string() + ".Modelfile")).string();
+    AtomicOutput mf(report.modelfile, true, inputs);
+    const std::string text = make_modelfile(model.desc, gguf_path.filename().string());
+    mf.write(text.data(), text.size());
+    mf.commit();
+  }
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return report;
+}
+
+}  // namespace temper

@@ -1,0 +1,55 @@
+// The quantize stage: a temper checkpoint or Hugging Face folder (or, with --allow-requantize,
+// a GGUF) -> a GGUF that llama.cpp and Ollama load unchanged, with llama.cpp's per-tensor type
+// choices and block bytes identical to ggml's quantizers.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+
+namespace CLI {
+class App;
+}
+
+namespace temper {
+
+struct QuantizeOptions {
+  std::string input, output;
+  std::string type = "Q4_K_M";                // file type, e.g. Q8_0, Q4_K_M, F16
+  bool overwrite = false;                     // --force
+  bool dry_run = false;                       // print the plan, write nothing
+  bool pure = false;                          // no mix: the default type everywhere
+  bool allow_requantize = false;              // accept already-quantized GGUF input
+  bool write_modelfile = false;               // Ollama Modelfile beside the GGUF
+  std::string output_tensor_type;             // "" = the mix's choice
+  std::string token_embedding_type;
+  std::vector<std::string> tensor_types;      // "REGEX=TYPE", first match wins
+  std::string imatrix;                        // llama.cpp importance matrix (.gguf or .dat)
+};
+
+struct QuantizedTensorRow {
+  std::string name;
+  std::vector<int64_t> ne;
+  DType type, base_type;
+  uint64_t bytes;
+  std::string note;
+};
+
+struct QuantizeReport {
+  std::string output, file_type, modelfile;
+  std::vector<QuantizedTensorRow> tensors;
+  uint64_t n_params = 0, bytes = 0;
+  int n_fallback = 0;
+  std::vector<std::string> warnings;
+  double seconds = 0;
+  double bits_per_weight() const { return n_params ? 8.0 * double(bytes) / double(n_params) : 0; }
+};
+
+// Throws Error naming the file/tensor at fault (unknown type names list the valid ones;
+// NaN/Inf weights name the tensor and index); on failure no output is left behind.
+QuantizeReport quantize_model(const QuantizeOptions& opts);
+
+void add_quantize_command(CLI::App& app);
+
+}  // namespace temper

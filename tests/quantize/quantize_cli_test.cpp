@@ -1,0 +1,109 @@
+// temper quantize's contract with its user: bad input is refused clearly and leaves nothing;
+// --dry-run tells the truth about the file it would write; the Modelfile is usable.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "core/json.h"
+#include "util/test_util.h"
+
+namespace temper {
+namespace {
+namespace fs = std::filesystem;
+using namespace test;
+
+std::string stories() { return fixture("model/stories260K-hf-f32"); }
+std::string py() { return std::string(TEMPER_PYTHON) + " " + source_dir() + "/tests/scripts/st_tool.py "; }
+
+void expect_nothing_left(const std::string& dir) {
+  for (const auto& e : fs::directory_iterator(dir)) ADD_FAILURE() << "left behind: " << e.path();
+}
+
+TEST(QuantizeCli, UnknownTypeListsValidOnes) {
+  TempDir out;
+  auto r = run_temper("quantize " + stories() + " -t Q4_K_Z -o " + (out / "m.gguf"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("Q4_K_Z"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("Q4_K_M"), std::string::npos) << "should list valid types: " << r.err;
+  expect_nothing_left(out.path());
+}
+
+TEST(QuantizeCli, NonFiniteWeightsAreRefusedByTensorAndIndex) {
+  TempDir d, out;
+  ASSERT_EQ(run_shell(py() + "poke " + stories() + " " + (d / "m") + " model.layers.2.mlp.up_proj.weight 1234 nan").exit_code, 0);
+  auto r = run_temper("quantize " + (d / "m") + " -t Q8_0 -o " + (out / "m.gguf"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("blk.2.ffn_up.weight"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("1234"), std::string::npos) << r.err;
+  expect_nothing_left(out.path());
+}
+
+TEST(QuantizeCli, RequantizingNeedsTheFlag) {
+  TempDir d;
+  ASSERT_EQ(run_temper("quantize " + stories() + " -t Q8_0 -o " + (d / "q8.gguf")).exit_code, 0);
+  auto r = run_temper("quantize " + (d / "q8.gguf") + " -t Q4_0 -o " + (d / "q4.gguf"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("--allow-requantize"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(d / "q4.gguf"));
+  r = run_temper("quantize " + (d / "q8.gguf") + " -t Q4_0 -o " + (d / "q4.gguf") + " --allow-requantize");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("warning"), std::string::npos) << r.err;
+  // An unquantized GGUF is fine without the flag (it is what llama-quantize takes).
+  ASSERT_EQ(run_temper("quantize " + stories() + " -t F32 -o " + (d / "f32.gguf")).exit_code, 0);
+  EXPECT_EQ(run_temper("quantize " + (d / "f32.gguf") + " -t Q4_K_M -o " + (d / "k.gguf")).exit_code, 0);
+}
+
+TEST(QuantizeCli, CorruptGgufInputIsNamed) {
+  TempDir d, out;
+  ASSERT_EQ(run_temper("quantize " + stories() + " -t F32 -o " + (d / "f32.gguf")).exit_code, 0);
+  const std::string bytes = read_file(d / "f32.gguf");
+  write_file(d / "cut.gguf", bytes.substr(0, bytes.size() / 2));
+  auto r = run_temper("quantize " + (d / "cut.gguf") + " -t Q8_0 -o " + (out / "m.gguf"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("cut.gguf"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("internal error"), std::string::npos) << r.err;
+  expect_nothing_left(out.path());
+}
+
+TEST(QuantizeCli, OutputExistsNeedsForce) {
+  TempDir out;
+  write_file(out / "m.gguf", "keep");
+  auto r = run_temper("quantize " + stories() + " -t Q8_0 -o " + (out / "m.gguf"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_EQ(read_file(out / "m.gguf"), "keep");
+}
+
+TEST(QuantizeCli, DryRunPredictsTheWrittenFile) {
+  TempDir d;
+  Json plan = Json::parse(run_temper("quantize " + stories() + " -t Q4_K_M -o " + (d / "m.gguf") + " --dry-run --json").out);
+  EXPECT_FALSE(fs::exists(d / "m.gguf"));
+  // stories260K rows are 64 or 172 wide: no 256-block fits, llama.cpp falls back (and says so).
+  EXPECT_GT(plan["fallbacks"].get<int>(), 0);
+  ASSERT_EQ(run_temper("quantize " + stories() + " -t Q4_K_M -o " + (d / "m.gguf")).exit_code, 0);
+  Json written = Json::parse(run_temper("inspect " + (d / "m.gguf") + " --json").out);
+  std::map<std::string, Json> types;
+  for (const auto& t : written["tensors"]) types[t["name"]] = t;
+  ASSERT_EQ(types.size(), plan["tensors"].size());
+  uint64_t total = 0;
+  for (const auto& t : plan["tensors"]) {
+    EXPECT_EQ(types[t["name"]]["dtype"], t["type"]) << t["name"];
+    EXPECT_EQ(types[t["name"]]["bytes"], t["bytes"]) << t["name"];
+    total += t["bytes"].get<uint64_t>();
+  }
+  EXPECT_EQ(total, plan["bytes"].get<uint64_t>());
+  EXPECT_EQ(written["metadata"]["general.file_type"]["value"], "15");
+}
+
+TEST(QuantizeCli, ModelfileForOllama) {
+  TempDir d;
+  auto r = run_temper("quantize " + stories() + " -t Q4_0 -o " + (d / "m.gguf") + " --modelfile");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("ollama create --quantize"), std::string::npos) << "Q4_0 cannot be redone by Ollama: " << r.err;
+  const std::string mf = read_file(d / "m.Modelfile");
+  EXPECT_NE(mf.find("FROM ./m.gguf\n"), std::string::npos) << mf;
+  EXPECT_NE(mf.find("PARAMETER stop \"</s>\""), std::string::npos) << mf;
+  EXPECT_NE(mf.find("TEMPLATE \"\"\"{{ .Prompt }}\"\"\""), std::string::npos) << mf;
+}
+
+}  // namespace
+}  // namespace temper
