@@ -1,0 +1,44 @@
+// Attention and mixture-of-experts blocks of the decoder (internal to runtime/forward).
+//
+// Dimension glossary: T = tokens in the batch, P0 = cached positions before the batch,
+// NH = query heads, NKV = key/value heads, HD = head_dim, H = d_model, E = experts,
+// K = experts used per token, I = expert width.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "forward/weights.h"
+#include "model/config.h"
+
+namespace temper::forward {
+
+// Causal (and, with window > 0, sliding-window) attention of T queries at positions
+// P0 .. P0+T-1 against a cache holding positions [0, P0+T). Query head h reads KV head
+// h / (NH / NKV) (GQA). A key at k_pos is visible to q_pos iff k_pos <= q_pos and, when
+// window > 0, q_pos - k_pos < window.
+void attention_forward(float* out,            // (T, NH*HD)
+                       const float* q,        // (T, NH*HD), RoPE applied
+                       const float* k_cache,  // (>= P0+T, NKV*HD)
+                       const float* v_cache,  // (>= P0+T, NKV*HD)
+                       int64_t n_tokens, int64_t pos0, int n_head, int n_head_kv, int head_dim,
+                       int window, float scale);
+
+// Routing: softmax over E router logits, the top K (ties: lower index), optionally
+// renormalised to sum 1, then multiplied by per-expert scales when given.
+struct Routing {
+  std::vector<int32_t> expert;  // (T, K)
+  std::vector<float> weight;    // (T, K)
+};
+Routing route_tokens(const float* router_logits,  // (T, E)
+                     int64_t n_tokens, int n_expert, int n_used, bool renormalise,
+                     const std::vector<float>& expert_scale);
+
+// out = Σ_k weight_k · down_e(act(gate_e · x) ⊙ (up_e · x)) over each token's routed experts,
+// summed in routing order. Router logits come from `router_in`, experts read `expert_in`.
+void moe_forward(float* out,              // (T, H)
+                 const float* router_in,  // (T, H)
+                 const float* expert_in,  // (T, H)
+                 const LayerWeights& w, const LayerConfig& layer, int64_t n_tokens, int d_model,
+                 Activation act, bool renormalise, std::vector<float>& scratch);
+
+}  // namespace temper::forward
