@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   build-essential cmake pkg-config git
   libhdf5-dev hdf5-tools libopenblas-openmp-dev libcli11-dev libzstd-dev nlohmann-json3-dev
-  libpcre2-dev libgtest-dev
+  libpcre2-dev libicu-dev libgtest-dev
   python3-numpy python3-h5py python3-torch
+  python3-sentencepiece python3-tqdm python3-yaml  # llama.cpp's converter, the tests' reference
 )
 # node/npm run the llama.cpp reference; use the machine's own if it has one.
 command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
