@@ -3,6 +3,7 @@
 // fixtures and tiny random checkpoints of every architecture; bad input fails cleanly.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <set>
 
@@ -165,6 +166,45 @@ TEST(ConvertBadInput, NeverOverwritesAnInput) {
   EXPECT_NE(r.err.find("input"), std::string::npos) << r.err;
   EXPECT_EQ(test::read_file(d / "m/model.safetensors"), before);
 }
+
+}  // namespace
+}  // namespace temper
+
+namespace temper {
+namespace {
+
+// Every bad-input case of the convert issue, at the command line: exit != 0, a one-line error
+// that names the file (and the tensor or key where there is one), no output left behind.
+struct BadCase {
+  const char* kind;
+  const char* must_mention;  // besides the file name
+};
+
+class ConvertBadSafetensors : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(ConvertBadSafetensors, FailsCleanly) {
+  TempDir d, out;
+  ASSERT_EQ(run_shell(py() + "corrupt " + test::fixture("model/stories260K-hf-f32") + " " + (d / "m") + " " +
+                      GetParam().kind).exit_code, 0);
+  auto r = run_temper("convert " + (d / "m") + " -o " + (out / "m.h5"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "want one line: " << r.err;
+  EXPECT_NE(r.err.find("safetensors"), std::string::npos) << "should name the file: " << r.err;
+  EXPECT_NE(r.err.find(GetParam().must_mention), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("internal error"), std::string::npos) << r.err;
+  for (const auto& e : fs::directory_iterator(out.path())) ADD_FAILURE() << "left behind: " << e.path();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Catalog, ConvertBadSafetensors,
+    ::testing::Values(BadCase{"truncated", "model.safetensors"}, BadCase{"header_too_long", "header"},
+                      BadCase{"not_json", "JSON"}, BadCase{"deep_nesting", "nested"},
+                      BadCase{"offset_out_of_range", "model.embed_tokens.weight"},
+                      BadCase{"overlap", "overlaps"}, BadCase{"size_mismatch", "model.embed_tokens.weight"},
+                      BadCase{"shape_overflow", "overflow"}, BadCase{"unknown_dtype", "F12"},
+                      BadCase{"unsupported_dtype", "I8"}, BadCase{"duplicate_across_shards", "model-0000"},
+                      BadCase{"missing_shard", "model-00002-of-00002.safetensors"}),
+    [](const auto& info) { return std::string(info.param.kind); });
 
 }  // namespace
 }  // namespace temper

@@ -5,6 +5,7 @@
       wrapper-prefix stripping, towers skipped) equals the .h5 dataset bit for bit, and the .h5
       holds nothing else; prints a JSON summary.
   st_tool.py drop SRC_DIR DST_DIR NAME      copy a single-file HF folder without tensor NAME.
+  st_tool.py corrupt SRC_DIR DST_DIR KIND  copy a folder with one bad-input defect (see corrupt()).
   st_tool.py poke SRC_DIR DST_DIR NAME INDEX VALUE   copy a folder, setting one element.
   st_tool.py edit-config SRC_DIR DST_DIR JSON_PATCH   copy a folder, patching config.json
       (keys with null values are deleted).
@@ -122,6 +123,73 @@ def copy_dir(src, dst):
         os.chmod(os.path.join(dst, fn), 0o644)
 
 
+def raw_header(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        return json.loads(f.read(n)), f.read()
+
+
+def write_raw(path, header_bytes, data, declared_len=None):
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(header_bytes) if declared_len is None else declared_len))
+        f.write(header_bytes + data)
+
+
+def corrupt(src, dst, kind):
+    """Broken variants of SRC's model.safetensors (or its layout), one per bad-input case."""
+    copy_dir(src, dst)
+    path = os.path.join(dst, "model.safetensors")
+    header, data = raw_header(path)
+    first = next(k for k in header if k != "__metadata__")
+    hb = json.dumps(header).encode()
+    if kind == "truncated":
+        with open(path, "rb") as f:
+            blob = f.read()
+        open(path, "wb").write(blob[: len(blob) // 2])
+    elif kind == "header_too_long":
+        write_raw(path, hb, data, declared_len=len(hb) + len(data) + 4096)
+    elif kind == "not_json":
+        write_raw(path, b"{this is not json" + b" " * 7, data)
+    elif kind == "deep_nesting":
+        write_raw(path, b"[" * 100000 + b"]" * 100000, data)
+    elif kind in ("offset_out_of_range", "overlap", "size_mismatch", "shape_overflow", "unknown_dtype", "unsupported_dtype"):
+        e = header[first]
+        b, end = e["data_offsets"]
+        if kind == "offset_out_of_range":
+            e["data_offsets"] = [len(data) - 4, len(data) - 4 + (end - b)]
+        elif kind == "overlap":
+            other = [k for k in header if k not in ("__metadata__", first)][0]
+            header[other]["data_offsets"] = [b + 4, b + 4 + (header[other]["data_offsets"][1] - header[other]["data_offsets"][0])]
+        elif kind == "size_mismatch":
+            e["shape"] = e["shape"][:-1] + [e["shape"][-1] + 1]
+        elif kind == "shape_overflow":
+            e["shape"] = [2 ** 40, 2 ** 40, 2 ** 20]
+        elif kind == "unknown_dtype":
+            e["dtype"] = "F12"
+        else:
+            e["dtype"] = "I8"
+        write_raw(path, json.dumps(header).encode(), data)
+    elif kind in ("duplicate_across_shards", "missing_shard"):
+        names = [k for k in header if k != "__metadata__"]
+        half = len(names) // 2
+        shards = {"model-00001-of-00002.safetensors": names[:half], "model-00002-of-00002.safetensors": names[half:]}
+        if kind == "duplicate_across_shards":
+            shards["model-00002-of-00002.safetensors"].append(names[0])
+        full = read_safetensors(path)
+        os.remove(path)
+        weight_map = {}
+        for fn, part in shards.items():
+            write_safetensors(os.path.join(dst, fn), {n: full[n] for n in part})
+            for n in part:
+                weight_map.setdefault(n, fn)
+        if kind == "missing_shard":
+            os.remove(os.path.join(dst, "model-00002-of-00002.safetensors"))
+        json.dump({"metadata": {}, "weight_map": weight_map}, open(os.path.join(dst, "model.safetensors.index.json"), "w"))
+    else:
+        raise SystemExit("unknown corruption " + kind)
+    return 0
+
+
 def main(argv):
     cmd = argv[1]
     if cmd == "compare":
@@ -132,6 +200,8 @@ def main(argv):
         del tensors[argv[4]]
         write_safetensors(os.path.join(argv[3], "model.safetensors"), tensors)
         return 0
+    if cmd == "corrupt":  # corrupt SRC DST KIND: a broken copy of a single-file HF folder
+        return corrupt(argv[2], argv[3], argv[4])
     if cmd == "poke":  # poke SRC DST NAME INDEX VALUE: set one element (e.g. nan) of an f32 tensor
         copy_dir(argv[2], argv[3])
         tensors = read_safetensors(os.path.join(argv[2], "model.safetensors"))
