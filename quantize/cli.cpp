@@ -74,8 +74,10 @@ void add_quantize_command(CLI::App& app) {
     } else if (o->dry_run) {
       print_table(r);
     } else {
-      info("wrote ", r.output, ": ", r.file_type, ", ", human_bytes(double(r.bytes)), ", ", r.bits_per_weight(),
-           " bits per weight, in ", human_duration(r.seconds));
+      char bpw[16];
+      std::snprintf(bpw, sizeof bpw, "%.2f", r.bits_per_weight());
+      info("wrote ", r.output, ": ", r.file_type, ", ", human_bytes(double(r.bytes)), ", ", bpw, " bits per weight, in ",
+           human_duration(r.seconds));
       if (!r.modelfile.empty()) info("wrote ", r.modelfile, " (import: ollama create NAME -f ", r.modelfile, ")");
     }
   });

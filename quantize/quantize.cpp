@@ -157,11 +157,11 @@ QuantizeReport quantize_model(const QuantizeOptions& o) {
     report.n_params += n;
     report.bytes += report.tensors.back().bytes;
     source_bytes += n * 4;
-    if (choices[i].fallback) {
-      ++report.n_fallback;
-      report.warnings.push_back(plans[i].name + ": " + choices[i].note + " (as llama.cpp does)");
-    }
+    if (choices[i].fallback) ++report.n_fallback;
   }
+  if (report.n_fallback > 0)
+    report.warnings.push_back(cat(report.n_fallback, " of ", plans.size(), " tensors have rows that fit no block of the "
+                                  "chosen type and use a fallback type, as llama.cpp does (see --dry-run for which)"));
   if (o.write_modelfile && !file_type_info(popts.ftype).ollama_can_requantize)
     report.warnings.push_back(report.file_type + " is not a type `ollama create --quantize` can redo (it accepts F32, F16, "
                               "BF16, Q8_0, Q4_K_S, Q4_K_M); keep this GGUF, Ollama imports it as it is");
