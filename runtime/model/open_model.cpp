@@ -6,7 +6,9 @@
 #include "core/error.h"
 #include "core/file.h"
 #include "formats/checkpoint.h"
+#include "formats/gguf.h"
 #include "formats/safetensors.h"
+#include "model/gguf_model.h"
 
 namespace temper {
 namespace fs = std::filesystem;
@@ -50,8 +52,15 @@ OpenedModel open_model(const std::string& path) {
       m.files.push_back(path);
       break;
     }
-    case ModelFormat::kGguf:
-      fail(path, ": this is a GGUF file; give the temper checkpoint (.h5) or Hugging Face folder it came from");
+    case ModelFormat::kGguf: {
+      auto gguf = std::make_unique<GgufFile>(path);
+      m.desc = load_gguf_description(*gguf);
+      m.tensors = std::move(gguf);
+      m.files.push_back(path);
+      m.gguf_tensor_names = true;
+      m.embed_scale_in_weight_dtype = false;
+      break;
+    }
   }
   return m;
 }
