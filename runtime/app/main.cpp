@@ -7,6 +7,7 @@
 #include "app/commands.h"
 #include "convert.h"
 #include "quantize.h"
+#include "verify.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/threads.h"
@@ -28,6 +29,9 @@ int main(int argc, char** argv) {
 
   temper::add_convert_command(app);
   temper::add_quantize_command(app);
+  temper::add_eval_command(app);
+  temper::add_compare_command(app);
+  temper::add_generate_command(app);
   temper::add_inspect_command(app);
 
   try {

@@ -1,0 +1,33 @@
+// A model opened for evaluation: weights bound for the forward pass, its tokenizer, and the size
+// facts the reports need (file bytes, parameter count). Every error names the model's path.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "forward/forward.h"
+#include "model/open_model.h"
+#include "tokenizer/tokenizer.h"
+
+namespace temper::verify {
+
+struct EvalModel {
+  std::string path;
+  OpenedModel opened;
+  std::unique_ptr<forward::Model> model;
+  std::unique_ptr<Tokenizer> tok;
+  uint64_t file_bytes = 0;  // weight files only (*.safetensors of a folder; the .h5 / .gguf file)
+  uint64_t n_params = 0;    // elements of every stored tensor
+  int n_vocab() const { return model->config().n_vocab; }
+  double bits_per_weight() const { return n_params ? 8.0 * double(file_bytes) / double(n_params) : 0; }
+  const std::string& chat_template() const { return opened.desc.chat_template; }
+};
+
+// Throws Error "cannot load model PATH: <reason>".
+std::unique_ptr<EvalModel> load_eval_model(const std::string& path);
+
+// The text file's tokens (no BOS/EOS added). Throws Error naming a missing or empty file.
+std::vector<int32_t> tokenize_text_file(const Tokenizer& tok, const std::string& path);
+
+}  // namespace temper::verify

@@ -1,0 +1,47 @@
+// The numbers compare reports: log-softmax pieces, distribution summaries, 95% confidence
+// intervals, and the running per-candidate accumulator (PPL, KL, top-1, Δp).
+#pragma once
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace temper::verify {
+
+// log(sum(exp(row))) in double, shifted by the max for range.
+double log_sum_exp(std::span<const float> row);
+// Index of the largest value (the lowest index among equal maxima).
+int32_t argmax(std::span<const float> row);
+
+struct Distribution {
+  double mean = 0, median = 0, p90 = 0, p99 = 0, max = 0;
+};
+// Quantiles by linear interpolation between order statistics (median of an even count = mean
+// of the two middle values). Sorts `v`.
+Distribution summarize(std::vector<float>& v);
+
+// Mean of per-token values with a 95% interval: mean ± 1.96 sd/sqrt(n).
+struct MeanCI {
+  double mean = 0, lo = 0, hi = 0;
+};
+class RunningMean {
+ public:
+  void add(double x) { n_ += 1; sum_ += x; sum2_ += x * x; }
+  size_t n() const { return n_; }
+  MeanCI ci95() const;
+
+ private:
+  size_t n_ = 0;
+  double sum_ = 0, sum2_ = 0;
+};
+
+// Everything compare reports for one candidate, accumulated token by token.
+struct CandidateStats {
+  RunningMean nll;        // candidate NLL of the true token
+  RunningMean nll_diff;   // candidate NLL - base NLL, per token
+  RunningMean dp;         // p_cand(true token) - p_base(true token), llama.cpp's Δp
+  RunningMean dp2;        // Δp squared (RMS Δp = sqrt of its mean)
+  std::vector<float> kl;  // per-token KL(base || candidate) estimates
+  size_t same_top1 = 0;
+};
+
+}  // namespace temper::verify
