@@ -74,6 +74,18 @@ void apply_transform(const GgufTensorPlan& plan, float* rows, int64_t n_rows) {
   }
 }
 
+// The loader's order (layer, then name): llama-quantize's mix counters and its output follow it.
+std::vector<GgufTensorPlan> in_llama_order(std::vector<GgufTensorPlan> plans) {
+  std::vector<PolicyTensor> order;
+  for (const auto& p : plans) order.push_back({p.name, p.base_type, p.ne});
+  sort_llama_order(order);
+  std::map<std::string, GgufTensorPlan*> index;
+  for (auto& p : plans) index[p.name] = &p;
+  std::vector<GgufTensorPlan> sorted;
+  for (const auto& t : order) sorted.push_back(std::move(*index[t.name]));
+  return sorted;
+}
+
 }  // namespace
 
 void permute_rope_rows(float* w, int64_t n_rows, int64_t n_cols, int n_head) {
@@ -129,14 +141,7 @@ std::vector<GgufTensorPlan> plan_gguf_tensors(const OpenedModel& model) {
     p.generated = std::move(freqs);
     plans.push_back(std::move(p));
   }
-  std::vector<PolicyTensor> order;
-  for (const auto& p : plans) order.push_back({p.name, p.base_type, p.ne});
-  sort_llama_order(order);
-  std::map<std::string, GgufTensorPlan*> index;
-  for (auto& p : plans) index[p.name] = &p;
-  std::vector<GgufTensorPlan> sorted;
-  for (const auto& t : order) sorted.push_back(std::move(*index[t.name]));
-  return sorted;
+  return in_llama_order(std::move(plans));
 }
 
 std::vector<GgufTensorPlan> plan_from_gguf(const TensorSource& gguf) {
@@ -149,14 +154,7 @@ std::vector<GgufTensorPlan> plan_from_gguf(const TensorSource& gguf) {
     p.parts = {t.name};
     plans.push_back(std::move(p));
   }
-  std::vector<PolicyTensor> order;
-  for (const auto& p : plans) order.push_back({p.name, p.base_type, p.ne});
-  sort_llama_order(order);
-  std::map<std::string, GgufTensorPlan*> index;
-  for (auto& p : plans) index[p.name] = &p;
-  std::vector<GgufTensorPlan> sorted;
-  for (const auto& t : order) sorted.push_back(std::move(*index[t.name]));
-  return sorted;
+  return in_llama_order(std::move(plans));
 }
 
 void for_each_slab(const TensorSource& src, const GgufTensorPlan& plan, int64_t max_rows, const SlabFn& fn) {
