@@ -35,21 +35,25 @@ std::vector<float> rope_freqs_of(const ModelConfig& cfg) {
   return {};
 }
 
+// Element-wise and independent per element: parallel over the OpenMP pool, same result.
 void decode_to_f32(DType t, const uint8_t* bytes, int64_t n, float* out) {
+  const auto* h = reinterpret_cast<const uint16_t*>(bytes);  // safetensors/GGUF data is LE
   switch (t) {
     case DType::kF32: std::memcpy(out, bytes, size_t(n) * 4); break;
     case DType::kF16:
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
       for (int64_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, bytes + 2 * i, 2);
-        out[i] = f16_to_f32(h);
+        uint16_t v;
+        std::memcpy(&v, h + i, 2);
+        out[i] = f16_to_f32(v);
       }
       break;
     case DType::kBF16:
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
       for (int64_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, bytes + 2 * i, 2);
-        out[i] = bf16_to_f32(h);
+        uint16_t v;
+        std::memcpy(&v, h + i, 2);
+        out[i] = bf16_to_f32(v);
       }
       break;
     default: quant::dequantize_row(t, bytes, out, n);

@@ -83,10 +83,13 @@ void encode_rows(DType t, const float* rows, int64_t n_rows, int64_t n_cols, con
 }
 
 void check_finite(const float* rows, int64_t n, int64_t first_index, const std::string& input, const std::string& tensor) {
+  int64_t bad = n;  // the first non-finite element, found in parallel
+#pragma omp parallel for schedule(static) reduction(min : bad) if (n > (1 << 16))
   for (int64_t i = 0; i < n; ++i)
-    if (!std::isfinite(rows[i]))
-      fail(input, ": tensor '", tensor, "' has ", rows[i], " at element ", first_index + i,
-           "; refusing to quantize non-finite weights");
+    if (!std::isfinite(rows[i]) && i < bad) bad = i;
+  if (bad < n)
+    fail(input, ": tensor '", tensor, "' has ", rows[bad], " at element ", first_index + bad,
+         "; refusing to quantize non-finite weights");
 }
 
 }  // namespace
