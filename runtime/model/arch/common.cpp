@@ -368,4 +368,63 @@ Shape expert_down(const ModelConfig& c, int l) {
 }
 
 }  // namespace shapes
+
+std::vector<TensorSpec> llama_style_tensors(bool qk_norm, bool permute_qk) {
+  using namespace shapes;
+  std::vector<TensorSpec> t = {
+      {.role = TensorRole::kTokenEmbd, .hf_name = "model.embed_tokens.weight",
+       .gguf_name = "token_embd.weight", .quant_class = QuantClass::kEmbedding, .shape = token_embd},
+      {.role = TensorRole::kOutputNorm, .hf_name = "model.norm.weight",
+       .gguf_name = "output_norm.weight", .quant_class = QuantClass::kKeepF32, .shape = model_vec},
+      {.role = TensorRole::kOutput, .hf_name = "lm_head.weight", .gguf_name = "output.weight",
+       .flags = kOptional, .quant_class = QuantClass::kOutput, .shape = output},
+      {.role = TensorRole::kAttnNorm, .hf_name = "model.layers.{L}.input_layernorm.weight",
+       .gguf_name = "blk.{L}.attn_norm.weight", .flags = kPerLayer,
+       .quant_class = QuantClass::kKeepF32, .shape = model_vec},
+      {.role = TensorRole::kAttnQ, .hf_name = "model.layers.{L}.self_attn.q_proj.weight",
+       .gguf_name = "blk.{L}.attn_q.weight", .flags = kPerLayer,
+       .quant_class = QuantClass::kAttnQ, .shape = attn_q},
+      {.role = TensorRole::kAttnK, .hf_name = "model.layers.{L}.self_attn.k_proj.weight",
+       .gguf_name = "blk.{L}.attn_k.weight", .flags = kPerLayer,
+       .quant_class = QuantClass::kAttnK, .shape = attn_kv},
+      {.role = TensorRole::kAttnV, .hf_name = "model.layers.{L}.self_attn.v_proj.weight",
+       .gguf_name = "blk.{L}.attn_v.weight", .flags = kPerLayer,
+       .quant_class = QuantClass::kAttnV, .shape = attn_v},
+  };
+  if (permute_qk) {  // HF's half-split RoPE rows -> llama.cpp's interleaved pairs
+    for (auto& row : t) {
+      if (row.role == TensorRole::kAttnQ) row.to_gguf = GgufTransform::kPermuteRopeQ;
+      if (row.role == TensorRole::kAttnK) row.to_gguf = GgufTransform::kPermuteRopeK;
+    }
+  }
+  if (qk_norm) {
+    t.insert(t.end(), {
+      {.role = TensorRole::kAttnQNorm, .hf_name = "model.layers.{L}.self_attn.q_norm.weight",
+       .gguf_name = "blk.{L}.attn_q_norm.weight", .flags = kPerLayer,
+       .quant_class = QuantClass::kKeepF32, .shape = head_vec},
+      {.role = TensorRole::kAttnKNorm, .hf_name = "model.layers.{L}.self_attn.k_norm.weight",
+       .gguf_name = "blk.{L}.attn_k_norm.weight", .flags = kPerLayer,
+       .quant_class = QuantClass::kKeepF32, .shape = kv_head_vec},
+    });
+  }
+  t.insert(t.end(), {
+      {.role = TensorRole::kAttnOut, .hf_name = "model.layers.{L}.self_attn.o_proj.weight",
+       .gguf_name = "blk.{L}.attn_output.weight", .flags = kPerLayer,
+       .quant_class = QuantClass::kAttnOut, .shape = attn_out},
+      {.role = TensorRole::kFfnNorm, .hf_name = "model.layers.{L}.post_attention_layernorm.weight",
+       .gguf_name = "blk.{L}.ffn_norm.weight", .flags = kPerLayer,
+       .quant_class = QuantClass::kKeepF32, .shape = model_vec},
+      {.role = TensorRole::kFfnGate, .hf_name = "model.layers.{L}.mlp.gate_proj.weight",
+       .gguf_name = "blk.{L}.ffn_gate.weight", .flags = kPerLayer,
+       .quant_class = QuantClass::kFfnGate, .shape = ffn_up},
+      {.role = TensorRole::kFfnUp, .hf_name = "model.layers.{L}.mlp.up_proj.weight",
+       .gguf_name = "blk.{L}.ffn_up.weight", .flags = kPerLayer,
+       .quant_class = QuantClass::kFfnUp, .shape = ffn_up},
+      {.role = TensorRole::kFfnDown, .hf_name = "model.layers.{L}.mlp.down_proj.weight",
+       .gguf_name = "blk.{L}.ffn_down.weight", .flags = kPerLayer,
+       .quant_class = QuantClass::kFfnDown, .shape = ffn_down},
+  });
+  return t;
+}
+
 }  // namespace temper::arch

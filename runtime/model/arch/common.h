@@ -125,4 +125,9 @@ Shape expert_up(const ModelConfig& c, int l);        // one expert: [I_e, H]
 Shape expert_down(const ModelConfig& c, int l);      // one expert: [H, I_e]
 }  // namespace shapes
 
+// The Llama-style decoder rows shared by llama, qwen3 and qwen3moe: embedding, final norm,
+// optional lm_head, attention (with q_norm/k_norm when `qk_norm`; llama.cpp's q/k row
+// permutation when `permute_qk`) and the dense SwiGLU MLP, in that order.
+std::vector<TensorSpec> llama_style_tensors(bool qk_norm, bool permute_qk);
+
 }  // namespace temper::arch
