@@ -122,6 +122,13 @@ static void advise(const uint8_t* base, uint64_t size, uint64_t offset, uint64_t
 
 void MappedFile::advise_willneed(uint64_t offset, uint64_t len) const {
   advise(data_, size_, offset, len, MADV_WILLNEED);
+  // Also map the pages now, in one call: otherwise a consumer that hands the mapping straight to
+  // write() (convert) takes one page fault per 4 KiB inside the kernel's copy, which made
+  // conversion ~5x slower than cat. Linux >= 5.14; older kernels answer EINVAL, harmlessly.
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+  advise(data_, size_, offset, len, MADV_POPULATE_READ);
 }
 void MappedFile::advise_dontneed(uint64_t offset, uint64_t len) const {
   advise(data_, size_, offset, len, MADV_DONTNEED);
