@@ -293,6 +293,15 @@ bool is_rotary_buffer(std::string_view canonical) {
   return canonical.ends_with("rotary_emb.inv_freq");
 }
 
+bool ignore_rotary_buffers(const ModelConfig&, std::string_view canonical) { return is_rotary_buffer(canonical); }
+
+void repeat_layer(ModelConfig& cfg, LayerConfig layer) {
+  for (int i = 0; i < cfg.n_layer; ++i) {
+    layer.kv_source_layer = i;
+    cfg.layers.push_back(layer);
+  }
+}
+
 std::optional<std::pair<int, std::string_view>> split_layer_name(std::string_view name) {
   constexpr std::string_view kPrefix = "model.layers.";
   if (!name.starts_with(kPrefix)) return std::nullopt;

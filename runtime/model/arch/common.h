@@ -101,6 +101,10 @@ void require_string(const ConfigView& c, std::string_view key, std::string_view 
 std::optional<std::string> canonical_hf_name(std::string_view name);
 // RoPE inv_freq buffers that old checkpoints carry.
 bool is_rotary_buffer(std::string_view canonical);
+// ArchSpec::ignorable for architectures whose only ignorable tensors are rotary buffers.
+bool ignore_rotary_buffers(const ModelConfig&, std::string_view canonical);
+// Appends n_layer copies of `layer`, each owning its K/V (kv_source_layer = its index).
+void repeat_layer(ModelConfig& cfg, LayerConfig layer);
 // Layer index of "model.layers.{L}.<rest>", and <rest>; nullopt for other names.
 std::optional<std::pair<int, std::string_view>> split_layer_name(std::string_view canonical);
 

@@ -126,10 +126,6 @@ ModelConfig parse_gemma3(const Json& root) {
   return cfg;
 }
 
-bool gemma3_ignorable(const ModelConfig&, std::string_view name) {
-  return arch::is_rotary_buffer(name);
-}
-
 }  // namespace
 
 extern const ArchSpec kGemma3Arch;
@@ -140,7 +136,7 @@ const ArchSpec kGemma3Arch{
     .parse_hf_config = parse_gemma3,
     .tensors = kGemma3Tensors,
     .canonical_name = arch::canonical_hf_name,
-    .ignorable = gemma3_ignorable,
+    .ignorable = arch::ignore_rotary_buffers,
 };
 
 }  // namespace temper

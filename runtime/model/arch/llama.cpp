@@ -23,16 +23,9 @@ ModelConfig parse_llama(const Json& root) {
 
   LayerConfig layer = arch::read_uniform_attention(c, cfg.d_model, 0);
   layer.d_ff = c.get_int("intermediate_size");
-  for (int i = 0; i < cfg.n_layer; ++i) {
-    layer.kv_source_layer = i;
-    cfg.layers.push_back(layer);
-  }
+  arch::repeat_layer(cfg, layer);
   validate_config(cfg);
   return cfg;
-}
-
-bool llama_ignorable(const ModelConfig&, std::string_view name) {
-  return arch::is_rotary_buffer(name);
 }
 
 }  // namespace
@@ -45,7 +38,7 @@ const ArchSpec kLlamaArch{
     .parse_hf_config = parse_llama,
     .tensors = kLlamaTensors,
     .canonical_name = arch::canonical_hf_name,
-    .ignorable = llama_ignorable,
+    .ignorable = arch::ignore_rotary_buffers,
 };
 
 }  // namespace temper

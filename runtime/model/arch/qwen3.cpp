@@ -25,16 +25,9 @@ ModelConfig parse_qwen3(const Json& root) {
 
   LayerConfig layer = arch::read_uniform_attention(c, cfg.d_model, 128);
   layer.d_ff = c.get_int("intermediate_size");
-  for (int i = 0; i < cfg.n_layer; ++i) {
-    layer.kv_source_layer = i;
-    cfg.layers.push_back(layer);
-  }
+  arch::repeat_layer(cfg, layer);
   validate_config(cfg);
   return cfg;
-}
-
-bool qwen3_ignorable(const ModelConfig&, std::string_view name) {
-  return arch::is_rotary_buffer(name);
 }
 
 }  // namespace
@@ -47,7 +40,7 @@ const ArchSpec kQwen3Arch{
     .parse_hf_config = parse_qwen3,
     .tensors = kQwen3Tensors,
     .canonical_name = arch::canonical_hf_name,
-    .ignorable = qwen3_ignorable,
+    .ignorable = arch::ignore_rotary_buffers,
 };
 
 }  // namespace temper

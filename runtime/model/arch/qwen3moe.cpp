@@ -83,10 +83,6 @@ ModelConfig parse_qwen3moe(const Json& root) {
   return cfg;
 }
 
-bool qwen3moe_ignorable(const ModelConfig&, std::string_view name) {
-  return arch::is_rotary_buffer(name);
-}
-
 }  // namespace
 
 extern const ArchSpec kQwen3MoeArch;
@@ -97,7 +93,7 @@ const ArchSpec kQwen3MoeArch{
     .parse_hf_config = parse_qwen3moe,
     .tensors = kQwen3MoeTensors,
     .canonical_name = arch::canonical_hf_name,
-    .ignorable = qwen3moe_ignorable,
+    .ignorable = arch::ignore_rotary_buffers,
 };
 
 }  // namespace temper
