@@ -89,6 +89,19 @@ def make_checkpoint(path, target_bytes):
     return total, largest, n_layer
 
 
+def bench_env(name, threads=None):
+    """The environment for the processes a benchmark times: without this machine's
+    OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE (they halve OpenBLAS speed), optionally with a thread
+    count. Prints what it did, as every benchmark must."""
+    env = dict(os.environ)
+    removed = [k for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if env.pop(k, None) is not None]
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    print(f"{name}: unset {removed or 'nothing'} for the timed processes"
+          + (f"; {threads} threads" if threads else ""), file=sys.stderr)
+    return env
+
+
 def drop_caches():
     try:
         os.sync()
@@ -112,9 +125,7 @@ def main():
     ap.add_argument("--temper", default=os.path.join(ROOT, "build", "temper"))
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    env = dict(os.environ)
-    removed = [k for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if env.pop(k, None) is not None]
-    print(f"bench_convert: unset {removed or 'nothing'} for this benchmark", file=sys.stderr)
+    env = bench_env("bench_convert")
 
     src = os.path.join(args.work, "model")
     done = os.path.join(args.work, f"model-{args.gb}.done")  # generated once, reused by later runs

@@ -18,7 +18,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from bench_convert import make_checkpoint  # noqa: E402
+from bench_convert import bench_env, make_checkpoint  # noqa: E402
 
 
 def run(cmd, env):
@@ -40,10 +40,7 @@ def main():
     ap.add_argument("--work", default="/tmp/temper-bench-quantize")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     args = ap.parse_args()
-    env = dict(os.environ)
-    removed = [k for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if env.pop(k, None) is not None]
-    env["OMP_NUM_THREADS"] = str(args.threads)
-    print(f"bench_quantize_file: unset {removed or 'nothing'}; {args.threads} threads", file=sys.stderr)
+    env = bench_env("bench_quantize_file", args.threads)
     temper = os.path.join(args.build, "temper")
     tool = os.path.join(args.build, "tests", "llama_quantize_tool")
     lib = os.path.join(ROOT, ".llama-ref/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/libllama.v0.5.0.so")

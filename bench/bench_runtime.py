@@ -22,7 +22,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from bench_convert import make_checkpoint  # noqa: E402
+from bench_convert import bench_env, make_checkpoint  # noqa: E402
 
 STORIES = os.path.join(ROOT, "sample", "stories260K")
 TEXTS = "/work/shared/fixtures/text"
@@ -109,11 +109,7 @@ def main():
     ap.add_argument("--work", default="/tmp/temper-bench-convert")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     args = ap.parse_args()
-    env = dict(os.environ)
-    removed = [k for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if env.pop(k, None) is not None]
-    env["OMP_NUM_THREADS"] = str(args.threads)
-    print(f"bench_runtime: unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for child processes "
-          f"(were set: {removed or 'none'}); {args.threads} threads")
+    env = bench_env("bench_runtime", args.threads)
     temper = os.path.join(args.build, "temper")
 
     src = os.path.join(args.work, "model")
