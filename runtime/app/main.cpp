@@ -9,6 +9,7 @@
 #include "quantize.h"
 #include "verify.h"
 #include "core/error.h"
+#include "core/file.h"
 #include "core/log.h"
 #include "core/threads.h"
 
@@ -17,14 +18,18 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("temper ") + TEMPER_VERSION);
   app.require_subcommand(1);
   int threads = 0;
-  bool quiet = false, verbose = false;
+  bool quiet = false, verbose = false, sync = false;
   app.add_option("-t,--threads", threads, "Threads (default: all cores, or TEMPER_THREADS)");
   app.add_flag("-q,--quiet", quiet, "Only errors");
   app.add_flag("-v,--verbose", verbose, "More detail");
+  app.add_flag("--sync", sync,
+               "fsync each output before renaming it into place, so it also survives a power cut "
+               "(waits for the disk)");
   app.parse_complete_callback([&] {
     temper::set_log_level(quiet ? temper::LogLevel::kQuiet
                                 : verbose ? temper::LogLevel::kVerbose : temper::LogLevel::kNormal);
     temper::set_num_threads(threads);
+    temper::set_durable_outputs(sync);
   });
 
   temper::add_convert_command(app);

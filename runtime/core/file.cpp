@@ -29,6 +29,7 @@ constexpr int kMaxTemps = 16;
 char g_temps[kMaxTemps][4096];
 std::atomic<bool> g_temp_used[kMaxTemps];
 std::once_flag g_handler_once;
+bool durable_outputs = false;  // set_durable_outputs()
 
 void on_fatal_signal(int sig) {
   for (int i = 0; i < kMaxTemps; ++i)
@@ -190,8 +191,13 @@ AtomicOutput::~AtomicOutput() {
 
 void AtomicOutput::open_stream() {
   if (stream_) return;
-  stream_ = std::fopen(temp_path_.c_str(), "wb");
-  if (!stream_) fail(temp_path_, ": cannot open for writing: ", errno_str());
+  // Not fopen("wb"): its O_TRUNC of the (empty) placeholder makes ext4 flush the whole file to
+  // disk when it is closed (auto_da_alloc), which costs as much as the writing itself.
+  int fd = ::open(temp_path_.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0 || !(stream_ = fdopen(fd, "wb"))) {
+    if (fd >= 0) ::close(fd);
+    fail(temp_path_, ": cannot open for writing: ", errno_str());
+  }
   std::setvbuf(stream_, nullptr, _IOFBF, 1 << 20);
 }
 
@@ -211,13 +217,16 @@ void AtomicOutput::write_zeros(size_t n) {
   }
 }
 
+void set_durable_outputs(bool durable) { durable_outputs = durable; }
+
 void AtomicOutput::commit() {
   if (stream_) {
     if (std::fflush(stream_) != 0) fail(final_path_, ": write failed: ", errno_str());
-    if (fsync(fileno(stream_)) != 0) fail(final_path_, ": fsync failed: ", errno_str());
-    std::fclose(stream_);
+    if (durable_outputs && fsync(fileno(stream_)) != 0) fail(final_path_, ": fsync failed: ", errno_str());
+    const bool closed = std::fclose(stream_) == 0;
     stream_ = nullptr;
-  } else {
+    if (!closed) fail(final_path_, ": write failed: ", errno_str());
+  } else if (durable_outputs) {
     int fd = ::open(temp_path_.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
       if (fsync(fd) != 0) {

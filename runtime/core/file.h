@@ -59,7 +59,7 @@ class AtomicOutput {
   void write_zeros(size_t n);
   uint64_t bytes_written() const { return written_; }
 
-  // fsyncs and renames the temporary file to the final name.
+  // Renames the temporary file to the final name; with durable outputs, fsyncs it first.
   void commit();
 
  private:
@@ -69,6 +69,12 @@ class AtomicOutput {
   uint64_t written_ = 0;
   bool committed_ = false;
 };
+
+// Whether commit() fsyncs before the rename (the global --sync option). Off by default, like
+// cp, rsync and llama.cpp: the rename already guarantees that an interrupted run leaves no
+// partial file; the fsync adds survival of a power cut, at the price of waiting for the disk,
+// which on a fast machine takes longer than the conversion itself.
+void set_durable_outputs(bool durable);
 
 // Returns the absolute, normalised path (symlinks resolved when the file exists).
 std::string canonical_path(const std::string& path);

@@ -2,6 +2,7 @@
 // Tensors are stored in their own element type, bit for bit, chunked along the outermost dims,
 // optionally shuffle + zstd.
 #include <algorithm>
+#include <filesystem>
 #include <type_traits>
 #include <unordered_set>
 
@@ -165,7 +166,14 @@ CheckpointWriter::CheckpointWriter(const std::string& path, const CheckpointWrit
   Id fapl(c.check(H5Pcreate(H5P_FILE_ACCESS), "/", "cannot create property list"), H5Pclose);
   // STRONG: closing the file closes every object still open in it (error paths).
   c.check_status(H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_STRONG), "/", "cannot set close degree");
-  m.file = Id(c.check(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), "/", "cannot create file"),
+  // Replace an empty placeholder and create exclusively rather than truncate: ext4 flushes a
+  // file that was truncated to size 0 to disk when it is closed (auto_da_alloc), which costs
+  // as much as writing it.
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(path, ec) && std::filesystem::file_size(path, ec) == 0 && !ec)
+    std::filesystem::remove(path, ec);
+  m.file = Id(c.check(H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl.get()), "/",
+                      "cannot create file (it must not exist already)"),
               H5Fclose);
   write_attr(c, m.file.get(), "format", std::string("temper-checkpoint"));
   h5::write_i32(c, m.file.get(), "format_version", kCheckpointFormatVersion);

@@ -19,7 +19,8 @@ struct CheckpointWriteOptions {
 
 class CheckpointWriter {
  public:
-  // Creates (truncates) `path`; callers pass an AtomicOutput's temp_path().
+  // Creates `path`, which must not exist or be empty (callers pass an AtomicOutput's
+  // temp_path(), whose empty placeholder is replaced).
   CheckpointWriter(const std::string& path, const CheckpointWriteOptions& opts);
   ~CheckpointWriter();
   void write_description(const ModelDescription& desc);

@@ -111,8 +111,10 @@ TEST(ConvertBadInput, OutputExistsNeedsForce) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("--force"), std::string::npos) << r.err;
   EXPECT_EQ(test::read_file(out / "m.h5"), "keep me");
-  r = run_temper("convert " + test::fixture("model/stories260K-hf-f32") + " -o " + (out / "m.h5") + " --force");
+  // --force replaces it; --sync (fsync before the rename) gives the same file.
+  r = run_temper("--sync convert " + test::fixture("model/stories260K-hf-f32") + " -o " + (out / "m.h5") + " --force");
   EXPECT_EQ(r.exit_code, 0) << r.err;
+  expect_same_as_source(out / "m.h5", test::fixture("model/stories260K-hf-f32"));
 }
 
 TEST(ConvertBadInput, MissingRequiredTensorIsNamed) {
