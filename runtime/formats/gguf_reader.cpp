@@ -294,7 +294,14 @@ const GgufTensorLayout& GgufFile::layout(const TensorInfo& t) const { return lay
 
 std::span<const uint8_t> GgufFile::read(const TensorInfo& t, std::vector<uint8_t>&) const {
   const size_t i = index_of(t);
-  return file_.span(layouts_[i].file_offset, tensors_[i].nbytes, cat("tensor '", t.name, "'"));
+  auto bytes = file_.span(layouts_[i].file_offset, tensors_[i].nbytes, cat("tensor '", t.name, "'"));
+  file_.advise_willneed(layouts_[i].file_offset, tensors_[i].nbytes);
+  return bytes;
+}
+
+void GgufFile::prefetch(const TensorInfo& t) const {
+  const size_t i = index_of(t);
+  file_.advise_willneed(layouts_[i].file_offset, tensors_[i].nbytes);
 }
 
 void GgufFile::release(const TensorInfo& t) const {

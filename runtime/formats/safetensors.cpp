@@ -340,6 +340,11 @@ void SafetensorsModel::release(const TensorInfo& t) const {
   shards_[where_[i].shard].advise_dontneed(where_[i].offset, tensors_[i].nbytes);
 }
 
+void SafetensorsModel::prefetch(const TensorInfo& t) const {
+  const size_t i = index_of(t);
+  shards_[where_[i].shard].advise_willneed(where_[i].offset, tensors_[i].nbytes);
+}
+
 std::vector<std::string> SafetensorsModel::shard_files() const { return shard_names_; }
 
 uint64_t SafetensorsModel::total_bytes() const {

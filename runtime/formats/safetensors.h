@@ -36,6 +36,7 @@ class SafetensorsModel : public TensorSource {
   std::span<const uint8_t> read(const TensorInfo& t, std::vector<uint8_t>& scratch) const override;
   // Drops the tensor's pages from memory (madvise DONTNEED); a later read() faults them in again.
   void release(const TensorInfo& t) const override;
+  void prefetch(const TensorInfo& t) const override;
 
   const std::string& root() const { return root_; }          // folder (or the file's folder)
   std::vector<std::string> shard_files() const;              // names relative to root()
