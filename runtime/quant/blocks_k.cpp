@@ -36,20 +36,43 @@ void pack_scale_min_k4(const uint8_t* ls, const uint8_t* lm, uint8_t* s) {
   }
 }
 
+// ggml's search parameters of a Q4_K (nmax 15) or Q5_K (nmax 31) row: make_qkx2_quants(rmin,
+// 0.1, nstep) in the _ref path, make_qkx3_quants(-0.9, 0.05, 36) in the _impl path.
+struct K4Params {
+  int nmax;
+  float ref_rmin;
+  int ref_nstep;
+};
+
+// Vectorised search of super-blocks i and i+1 (if present) into scales/mins/sw[16], L[512];
+// returns which of the two are done (see k4_search8).
+unsigned k4_search_pair(const float* x, const float* qw, int64_t nb_left, const K4Params& p, float* scales,
+                        float* mins, float* sw, uint8_t* L) {
+  const int nblocks = nb_left >= 2 ? 2 : 1;
+  if (qw) return k4_search8(nblocks, x, qw, p.nmax, -0.9f, 0.05f, 36, scales, mins, sw, L);
+  return k4_search8(nblocks, x, nullptr, p.nmax, p.ref_rmin, 0.1f, p.ref_nstep, scales, mins, sw, L);
+}
+
 // Sub-block search shared by Q4_K and Q5_K. Fills d/dmin/scales of the block and L (before
-// requantization). nmax is 15 or 31; the ref search parameters differ per type.
-void k4_search(const Searches& s, const float* x, const float* qw, int nmax, float ref_rmin, int ref_nstep,
-               uint16_t* d_out, uint16_t* dmin_out, uint8_t* packed, uint8_t* L) {
+// requantization). With `searched`, scales/mins/sw/L already hold k4_search8's results.
+void k4_search(const Searches& s, const float* x, const float* qw, const K4Params& p, bool searched, float* scales,
+               float* mins, float* sw, uint16_t* d_out, uint16_t* dmin_out, uint8_t* packed, uint8_t* L) {
+  const int nmax = p.nmax;
   uint8_t Laux[32], ls[8], lm[8];
-  float w[32], mins[8], scales[8];
+  float w[32];
   if (!qw) {  // quantize_row_q4_K_ref / quantize_row_q5_K_ref
     float max_scale = 0, max_min = 0;
     for (int j = 0; j < 8; ++j) {
+      if (searched) {
+        if (scales[j] > max_scale) max_scale = scales[j];
+        if (mins[j] > max_min) max_min = mins[j];
+        continue;
+      }
       float sum_x2 = 0;
       for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
       const float av_x = std::sqrt(sum_x2 / 32.f);
       for (int l = 0; l < 32; ++l) w[l] = av_x + std::fabs(x[32 * j + l]);
-      scales[j] = s.qkx(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j], Laux, ref_rmin, 0.1f, ref_nstep, false, false);
+      scales[j] = s.qkx(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j], Laux, p.ref_rmin, 0.1f, p.ref_nstep, false, false);
       if (scales[j] > max_scale) max_scale = scales[j];
       if (mins[j] > max_min) max_min = mins[j];
     }
@@ -65,9 +88,8 @@ void k4_search(const Searches& s, const float* x, const float* qw, int nmax, flo
     return;
   }
   // quantize_row_q4_K_impl / quantize_row_q5_K_impl
-  const float sigma2 = 2 * sum_squares(x, kQK_K) / float(kQK_K);
-  float sw[8];
-  for (int j = 0; j < 8; ++j) {
+  const float sigma2 = searched ? 0.f : 2 * sum_squares(x, kQK_K) / float(kQK_K);
+  for (int j = 0; j < 8 && !searched; ++j) {
     for (int l = 0; l < 32; ++l) w[l] = qw[32 * j + l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
     float sumw = 0;
     for (int l = 0; l < 32; ++l) sumw += w[l];
@@ -88,13 +110,17 @@ void k4_search(const Searches& s, const float* x, const float* qw, int nmax, flo
 }
 
 // Requantization with the stored fp16 d/dmin and 6-bit scales; sub-blocks with d*sc == 0 keep L.
-void k4_requantize(const float* x, uint16_t d16, uint16_t dmin16, const uint8_t* packed, int nmax, uint8_t* L) {
+void k4_requantize(const float* x, uint16_t d16, uint16_t dmin16, const uint8_t* packed, int nmax, uint8_t* L, bool fast) {
   for (int j = 0; j < 8; ++j) {
     uint8_t sc, m;
     scale_min_k4(j, packed, &sc, &m);
     const float d = from_f16(d16) * float(sc);
     if (!d) continue;
     const float dm = from_f16(dmin16) * float(m);
+    if (fast) {
+      k4_requantize32(x + 32 * j, d, dm, nmax, L + 32 * j);
+      continue;
+    }
     for (int ii = 0; ii < 32; ++ii) L[32 * j + ii] = uint8_t(clamp_int(nearest_int((x[32 * j + ii] + dm) / d), 0, nmax));
   }
 }
@@ -105,10 +131,18 @@ void k4_requantize(const float* x, uint16_t d16, uint16_t dmin16, const uint8_t*
 
 static void q4_K_rows(const float* x, void* vy, int64_t n, const float* imatrix, const Searches& s) {
   auto* y = static_cast<BlockQ4_K*>(vy);
-  uint8_t L[kQK_K];
-  for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
-    k4_search(s, x, imatrix ? imatrix + kQK_K * i : nullptr, 15, -1.f, 20, &y[i].d, &y[i].dmin, y[i].scales, L);
-    k4_requantize(x, y[i].d, y[i].dmin, y[i].scales, 15, L);
+  constexpr K4Params p{15, -1.f, 20};
+  uint8_t Lpair[2 * kQK_K];
+  float scales[16], mins[16], sw[16];
+  unsigned searched = 0;
+  const int64_t nb = n / kQK_K;
+  for (int64_t i = 0; i < nb; ++i, x += kQK_K) {
+    const float* qw = imatrix ? imatrix + kQK_K * i : nullptr;
+    const int h = int(i & 1);  // position in the pair searched together
+    if (s.fast && h == 0) searched = k4_search_pair(x, qw, nb - i, p, scales, mins, sw, Lpair);
+    uint8_t* L = Lpair + kQK_K * h;
+    k4_search(s, x, qw, p, searched >> h & 1, scales + 8 * h, mins + 8 * h, sw + 8 * h, &y[i].d, &y[i].dmin, y[i].scales, L);
+    k4_requantize(x, y[i].d, y[i].dmin, y[i].scales, 15, L, s.fast);
     for (int c = 0; c < 4; ++c)
       for (int l = 0; l < 32; ++l) y[i].qs[32 * c + l] = uint8_t(L[64 * c + l] | (L[64 * c + l + 32] << 4));
   }
@@ -135,10 +169,18 @@ void dequantize_q4_K(const void* vx, float* y, int64_t n) {
 
 static void q5_K_rows(const float* x, void* vy, int64_t n, const float* imatrix, const Searches& s) {
   auto* y = static_cast<BlockQ5_K*>(vy);
-  uint8_t L[kQK_K];
-  for (int64_t i = 0; i < n / kQK_K; ++i, x += kQK_K) {
-    k4_search(s, x, imatrix ? imatrix + kQK_K * i : nullptr, 31, -0.5f, 15, &y[i].d, &y[i].dmin, y[i].scales, L);
-    k4_requantize(x, y[i].d, y[i].dmin, y[i].scales, 31, L);
+  constexpr K4Params p{31, -0.5f, 15};
+  uint8_t Lpair[2 * kQK_K];
+  float scales[16], mins[16], sw[16];
+  unsigned searched = 0;
+  const int64_t nb = n / kQK_K;
+  for (int64_t i = 0; i < nb; ++i, x += kQK_K) {
+    const float* qw = imatrix ? imatrix + kQK_K * i : nullptr;
+    const int h = int(i & 1);  // position in the pair searched together
+    if (s.fast && h == 0) searched = k4_search_pair(x, qw, nb - i, p, scales, mins, sw, Lpair);
+    uint8_t* L = Lpair + kQK_K * h;
+    k4_search(s, x, qw, p, searched >> h & 1, scales + 8 * h, mins + 8 * h, sw + 8 * h, &y[i].d, &y[i].dmin, y[i].scales, L);
+    k4_requantize(x, y[i].d, y[i].dmin, y[i].scales, 31, L, s.fast);
     std::memset(y[i].qh, 0, 32);
     for (int c = 0; c < 4; ++c) {
       const uint8_t m1 = uint8_t(1 << (2 * c)), m2 = uint8_t(2 << (2 * c));

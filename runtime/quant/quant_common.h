@@ -85,6 +85,16 @@ float make_qkx_quants_fast(int n, int nmax, const float* x, const float* weights
                            bool use_mad, bool qkx3);
 void iq4_trials_fast(const float* xb, const float* w, float max, int ntry, float* sumqx, float* sumq2);
 
+// Q4_K/Q5_K super-block search (search_k.cpp) for nblocks (1 or 2) consecutive super-blocks: per
+// super-block the 8 sub-block make_qkx2_quants (qw null, with quantize_row_q*_K_ref's weights) or
+// make_qkx3_quants (quantize_row_q*_K_impl's weights from qw; sw gets their sums) run side by
+// side. Super-block b fills scales/mins/sw[8b..8b+7] and L[256b..] bit-identically; bit b of the
+// result is clear when it needs the per-sub-block search instead (its outputs are then not set).
+unsigned k4_search8(int nblocks, const float* x, const float* qw, int nmax, float rmin, float rdelta, int nstep,
+                    float* scales, float* mins, float* sw, uint8_t* L);
+// The K-quant requantization of 32 values: L = clamp(nearest_int((x + dm) / d), 0, nmax).
+void k4_requantize32(const float* x, float d, float dm, int nmax, uint8_t* L);
+
 // Which search implementations a row kernel uses: the scalar ports (the *_ref kernels) or the
 // vectorised ones (the default kernels).
 struct Searches {
