@@ -161,7 +161,8 @@ std::vector<GgufTensorPlan> plan_from_gguf(const TensorSource& gguf) {
   return in_llama_order(std::move(plans));
 }
 
-void for_each_slab(const TensorSource& src, const GgufTensorPlan& plan, int64_t max_rows, const SlabFn& fn) {
+void for_each_slab(const TensorSource& src, const GgufTensorPlan& plan, int64_t max_rows, const SlabFn& fn,
+                   ScratchBuffer<float>& rows_buffer) {
   const int64_t n_cols = plan.ne[0];
   if (plan.parts.empty()) {
     fn(plan.generated.data(), 0, plan.n_rows(), -1);
@@ -178,7 +179,6 @@ void for_each_slab(const TensorSource& src, const GgufTensorPlan& plan, int64_t 
   const int64_t matrix_rows = (plan.parts.size() == 1 && plan.ne.size() >= 3) ? plan.ne[1] : rows_per_part;
   step = std::min(step, matrix_rows);
   std::vector<uint8_t> scratch;
-  std::vector<float> rows;
   for (size_t part = 0; part < plan.parts.size(); ++part) {
     const TensorInfo* t = src.find(plan.parts[part]);
     TEMPER_CHECK(t && int64_t(t->numel()) == rows_per_part * n_cols, "tensor '", plan.parts[part],
@@ -188,12 +188,12 @@ void for_each_slab(const TensorSource& src, const GgufTensorPlan& plan, int64_t 
     for (int64_t m0 = 0; m0 < rows_per_part; m0 += matrix_rows) {
       for (int64_t r0 = m0; r0 < m0 + matrix_rows; r0 += step) {
         const int64_t n = std::min(step, m0 + matrix_rows - r0);
-        rows.resize(size_t(n * n_cols));
-        decode_to_f32(t->dtype, bytes.data() + uint64_t(r0) * row_bytes, n * n_cols, rows.data());
-        apply_transform(plan, rows.data(), n);
+        float* rows = rows_buffer.get(size_t(n * n_cols)).data();
+        decode_to_f32(t->dtype, bytes.data() + uint64_t(r0) * row_bytes, n * n_cols, rows);
+        apply_transform(plan, rows, n);
         const int64_t first = int64_t(part) * rows_per_part + r0;
         const bool experts = plan.parts.size() > 1 || matrix_rows < rows_per_part;
-        fn(rows.data(), first, n, experts ? int(first / (plan.n_rows() / plan.ne.back())) : -1);
+        fn(rows, first, n, experts ? int(first / (plan.n_rows() / plan.ne.back())) : -1);
       }
     }
     src.release(*t);
@@ -202,9 +202,10 @@ void for_each_slab(const TensorSource& src, const GgufTensorPlan& plan, int64_t 
 
 std::vector<float> load_planned_tensor_f32(const TensorSource& src, const GgufTensorPlan& plan) {
   std::vector<float> out(size_t(plan.n_rows() * plan.ne[0]));
+  ScratchBuffer<float> rows_buffer;
   for_each_slab(src, plan, plan.n_rows(), [&](const float* rows, int64_t first, int64_t n, int) {
     std::memcpy(out.data() + first * plan.ne[0], rows, size_t(n * plan.ne[0]) * sizeof(float));
-  });
+  }, rows_buffer);
   return out;
 }
 

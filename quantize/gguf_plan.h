@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/scratch.h"
 #include "model/arch.h"
 #include "model/open_model.h"
 
@@ -36,7 +37,9 @@ std::vector<GgufTensorPlan> plan_from_gguf(const TensorSource& gguf);
 // permuted tensors; never across experts), transformed as planned:
 // fn(rows (n x ne[0]), first_row, n, expert). Decodes f16/bf16 and block types.
 using SlabFn = std::function<void(const float* rows, int64_t first_row, int64_t n_rows, int expert)>;
-void for_each_slab(const TensorSource& src, const GgufTensorPlan& plan, int64_t max_rows, const SlabFn& fn);
+// `rows` holds the slab; pass the same buffer for every tensor of a model.
+void for_each_slab(const TensorSource& src, const GgufTensorPlan& plan, int64_t max_rows, const SlabFn& fn,
+                   ScratchBuffer<float>& rows);
 
 // The whole tensor as f32 (tests and small tensors).
 std::vector<float> load_planned_tensor_f32(const TensorSource& src, const GgufTensorPlan& plan);

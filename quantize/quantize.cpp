@@ -63,23 +63,26 @@ PolicyModel policy_model_of(const GgufFile& f) {
   return m;
 }
 
-// One slab of f32 rows -> bytes of type t.
-void encode_rows(DType t, const float* rows, int64_t n_rows, int64_t n_cols, const float* imatrix, std::vector<uint8_t>& out) {
+// One slab of f32 rows -> bytes of type t, in `out` (or, for f32, the rows themselves).
+std::span<const uint8_t> encode_rows(DType t, const float* rows, int64_t n_rows, int64_t n_cols, const float* imatrix,
+                                     ScratchBuffer<uint8_t>& out) {
   const int64_t n = n_rows * n_cols;
   switch (t) {
     case DType::kF32:
-      out.assign(reinterpret_cast<const uint8_t*>(rows), reinterpret_cast<const uint8_t*>(rows + n));
-      return;
+      return {reinterpret_cast<const uint8_t*>(rows), size_t(n) * 4};
     case DType::kF16:
     case DType::kBF16: {
-      out.resize(size_t(n) * 2);
-      auto* h = reinterpret_cast<uint16_t*>(out.data());
+      auto bytes = out.get(size_t(n) * 2);
+      auto* h = reinterpret_cast<uint16_t*>(bytes.data());
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
       for (int64_t i = 0; i < n; ++i) h[i] = t == DType::kF16 ? f32_to_f16(rows[i]) : f32_to_bf16(rows[i]);
-      return;
+      return bytes;
     }
-    default:
-      out.resize(quant::row_bytes(t, n_cols) * size_t(n_rows));
-      quant::quantize_rows(t, rows, out.data(), n_rows, n_cols, imatrix);
+    default: {
+      auto bytes = out.get(quant::row_bytes(t, n_cols) * size_t(n_rows));
+      quant::quantize_rows(t, rows, bytes.data(), n_rows, n_cols, imatrix);
+      return bytes;
+    }
   }
 }
 
@@ -199,7 +202,8 @@ QuantizeReport quantize_model(const QuantizeOptions& o) {
   writer.write_header();
 
   Progress progress("quantize " + report.file_type, source_bytes);
-  std::vector<uint8_t> encoded;
+  ScratchBuffer<float> rows_buffer;
+  ScratchBuffer<uint8_t> encoded;
   for (size_t i = 0; i < plans.size(); ++i) {
     const GgufTensorPlan& p = plans[i];
     const DType t = choices[i].type;
@@ -215,10 +219,9 @@ QuantizeReport quantize_model(const QuantizeOptions& o) {
     for_each_slab(src, p, slab_rows, [&](const float* rows, int64_t first, int64_t n, int expert) {
       check_finite(rows, n * p.ne[0], first * p.ne[0], o.input, p.name);
       const float* slice = im ? im->data() + size_t(std::max(expert, 0)) * size_t(p.ne[0]) : nullptr;
-      encode_rows(t, rows, n, p.ne[0], slice, encoded);
-      writer.write_tensor_data(p.name, encoded);
+      writer.write_tensor_data(p.name, encode_rows(t, rows, n, p.ne[0], slice, encoded));
       progress.add(uint64_t(n * p.ne[0]) * 4);
-    });
+    }, rows_buffer);
     if (next.valid()) next.get();
   }
   writer.finish();
