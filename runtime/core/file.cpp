@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <csignal>
@@ -13,6 +14,7 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <vector>
 
 #include "core/error.h"
 
@@ -63,48 +65,94 @@ void unregister_temp(const std::string& path) {
 }  // namespace
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(path, ": cannot open: ", errno_str());
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) fail(path, ": cannot open: ", errno_str());
   struct stat st {};
-  if (fstat(fd, &st) != 0) {
-    ::close(fd);
-    fail(path, ": cannot stat: ", errno_str());
+  if (fstat(fd_, &st) != 0) {
+    const std::string why = errno_str();
+    release();
+    fail(path, ": cannot stat: ", why);
   }
   if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
+    release();
     fail(path, ": not a regular file");
   }
   size_ = uint64_t(st.st_size);
   if (size_ > 0) {
-    void* p = mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    void* p = mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd_, 0);
     if (p == MAP_FAILED) {
-      ::close(fd);
-      fail(path, ": cannot map ", size_, " bytes: ", errno_str());
+      const std::string why = errno_str();
+      release();
+      fail(path, ": cannot map ", size_, " bytes: ", why);
     }
     data_ = static_cast<const uint8_t*>(p);
   }
-  ::close(fd);
 }
 
-MappedFile::~MappedFile() {
+void MappedFile::release() {
   if (data_) munmap(const_cast<uint8_t*>(data_), size_);
+  if (fd_ >= 0) ::close(fd_);
+  data_ = nullptr;
+  size_ = 0;
+  fd_ = -1;
 }
 
-MappedFile::MappedFile(MappedFile&& o) noexcept : path_(std::move(o.path_)), data_(o.data_), size_(o.size_) {
+MappedFile::~MappedFile() { release(); }
+
+MappedFile::MappedFile(MappedFile&& o) noexcept
+    : path_(std::move(o.path_)), data_(o.data_), size_(o.size_), fd_(o.fd_) {
   o.data_ = nullptr;
   o.size_ = 0;
+  o.fd_ = -1;
 }
 
 MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
   if (this != &o) {
-    if (data_) munmap(const_cast<uint8_t*>(data_), size_);
+    release();
     path_ = std::move(o.path_);
     data_ = o.data_;
     size_ = o.size_;
+    fd_ = o.fd_;
     o.data_ = nullptr;
     o.size_ = 0;
+    o.fd_ = -1;
   }
   return *this;
+}
+
+void MappedFile::read_at(uint64_t offset, std::span<uint8_t> dst, std::string_view what) const {
+  TEMPER_CHECK(offset <= size_ && dst.size() <= size_ - offset, path_, ": ", what, " (bytes ", offset, "..",
+               offset + dst.size(), ") lies outside the file of ", size_, " bytes");
+  size_t done = 0;
+  while (done < dst.size()) {
+    const ssize_t n = ::pread(fd_, dst.data() + done, dst.size() - done, off_t(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail(path_, ": ", what, ": read failed at byte ", offset + done, ": ", errno_str());
+    if (n == 0) fail(path_, ": ", what, ": file ends at byte ", offset + done, " (it shrank while open)");
+    done += size_t(n);
+  }
+}
+
+bool MappedFile::is_resident(uint64_t offset, uint64_t len) const {
+  if (!data_ || len == 0) return true;
+  const uint64_t page = uint64_t(sysconf(_SC_PAGESIZE));
+  const uint64_t start = offset / page * page, end = std::min(size_, offset + len);
+  std::vector<unsigned char> in_core(size_t((end - start + page - 1) / page));
+  if (mincore(const_cast<uint8_t*>(data_) + start, end - start, in_core.data()) != 0) return false;
+  return std::all_of(in_core.begin(), in_core.end(), [](unsigned char v) { return v & 1; });
+}
+
+void MappedFile::read_ahead(uint64_t offset, uint64_t len) const {
+  if (fd_ < 0 || offset >= size_) return;
+  len = std::min(len, size_ - offset);
+  if (is_resident(offset, len)) return;  // nothing to read; the copy would only take bandwidth
+  std::vector<uint8_t> sink(256 << 10);  // stays in cache: the copy costs little
+  for (uint64_t done = 0; done < len;) {
+    const ssize_t n = ::pread(fd_, sink.data(), size_t(std::min<uint64_t>(sink.size(), len - done)), off_t(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // a hint: the real read reports errors
+    done += uint64_t(n);
+  }
 }
 
 std::span<const uint8_t> MappedFile::span(uint64_t offset, uint64_t len, std::string_view what) const {

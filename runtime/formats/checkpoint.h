@@ -2,6 +2,7 @@
 // The only code that includes hdf5.h. Tensors are stored exactly (bf16 stays bf16, bit for
 // bit), chunked, optionally zstd-compressed through HDF5 filter 32015.
 #pragma once
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -25,10 +26,16 @@ class CheckpointWriter {
   ~CheckpointWriter();
   void write_description(const ModelDescription& desc);
   void write_tensor(const TensorInfo& info, std::span<const uint8_t> data);
+  // The same, with the bytes pulled in pieces: read(offset, dst) fills dst with bytes
+  // [offset, offset + dst.size()) of the tensor. An uncompressed tensor is then copied straight
+  // to its chunks' place in the file through a small buffer, as cat does, never held whole.
+  using ByteReader = std::function<void(uint64_t offset, std::span<uint8_t> dst)>;
+  void write_tensor(const TensorInfo& info, const ByteReader& read);
   void close();  // flushes; throws Error on failure (e.g. disk full)
 
+  struct Impl;  // defined in checkpoint.cpp, and only used there
+
  private:
-  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 

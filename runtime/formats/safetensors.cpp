@@ -345,6 +345,18 @@ void SafetensorsModel::prefetch(const TensorInfo& t) const {
   shards_[where_[i].shard].advise_willneed(where_[i].offset, tensors_[i].nbytes);
 }
 
+void SafetensorsModel::read_range(const TensorInfo& t, uint64_t offset, std::span<uint8_t> dst) const {
+  const size_t i = index_of(t);
+  TEMPER_CHECK(offset <= tensors_[i].nbytes && dst.size() <= tensors_[i].nbytes - offset, root_, ": tensor '",
+               t.name, "': bytes ", offset, "..", offset + dst.size(), " requested of ", tensors_[i].nbytes);
+  shards_[where_[i].shard].read_at(where_[i].offset + offset, dst, cat("tensor '", t.name, "'"));
+}
+
+void SafetensorsModel::readahead(const TensorInfo& t) const {
+  const size_t i = index_of(t);
+  shards_[where_[i].shard].read_ahead(where_[i].offset, tensors_[i].nbytes);
+}
+
 std::vector<std::string> SafetensorsModel::shard_files() const { return shard_names_; }
 
 uint64_t SafetensorsModel::total_bytes() const {
