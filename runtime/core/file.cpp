@@ -146,7 +146,7 @@ void MappedFile::read_ahead(uint64_t offset, uint64_t len) const {
   if (fd_ < 0 || offset >= size_) return;
   len = std::min(len, size_ - offset);
   if (is_resident(offset, len)) return;  // nothing to read; the copy would only take bandwidth
-  std::vector<uint8_t> sink(256 << 10);  // stays in cache: the copy costs little
+  thread_local std::vector<uint8_t> sink(256 << 10);  // stays in cache: the copy costs little
   for (uint64_t done = 0; done < len;) {
     const ssize_t n = ::pread(fd_, sink.data(), size_t(std::min<uint64_t>(sink.size(), len - done)), off_t(offset + done));
     if (n < 0 && errno == EINTR) continue;
