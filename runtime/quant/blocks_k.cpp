@@ -125,13 +125,10 @@ void k4_requantize(const float* x, uint16_t d16, uint16_t dmin16, const uint8_t*
   }
 }
 
-}  // namespace
-
-// ---- Q4_K
-
-static void q4_K_rows(const float* x, void* vy, int64_t n, const float* imatrix, const Searches& s) {
-  auto* y = static_cast<BlockQ4_K*>(vy);
-  constexpr K4Params p{15, -1.f, 20};
+// The super-blocks of a Q4_K/Q5_K row: scale search (on the fast path two super-blocks at a
+// time, k4_search_pair), requantization with the stored scales, then pack(block, L).
+template <typename Block, typename Pack>
+void k4_rows(const float* x, Block* y, int64_t n, const float* imatrix, const Searches& s, const K4Params& p, Pack pack) {
   uint8_t Lpair[2 * kQK_K];
   float scales[16], mins[16], sw[16];
   unsigned searched = 0;
@@ -142,10 +139,21 @@ static void q4_K_rows(const float* x, void* vy, int64_t n, const float* imatrix,
     if (s.fast && h == 0) searched = k4_search_pair(x, qw, nb - i, p, scales, mins, sw, Lpair);
     uint8_t* L = Lpair + kQK_K * h;
     k4_search(s, x, qw, p, searched >> h & 1, scales + 8 * h, mins + 8 * h, sw + 8 * h, &y[i].d, &y[i].dmin, y[i].scales, L);
-    k4_requantize(x, y[i].d, y[i].dmin, y[i].scales, 15, L, s.fast);
-    for (int c = 0; c < 4; ++c)
-      for (int l = 0; l < 32; ++l) y[i].qs[32 * c + l] = uint8_t(L[64 * c + l] | (L[64 * c + l + 32] << 4));
+    k4_requantize(x, y[i].d, y[i].dmin, y[i].scales, p.nmax, L, s.fast);
+    pack(y[i], L);
   }
+}
+
+}  // namespace
+
+// ---- Q4_K
+
+static void q4_K_rows(const float* x, void* vy, int64_t n, const float* imatrix, const Searches& s) {
+  auto* y = static_cast<BlockQ4_K*>(vy);
+  k4_rows(x, y, n, imatrix, s, K4Params{15, -1.f, 20}, [](BlockQ4_K& b, const uint8_t* L) {
+    for (int c = 0; c < 4; ++c)
+      for (int l = 0; l < 32; ++l) b.qs[32 * c + l] = uint8_t(L[64 * c + l] | (L[64 * c + l + 32] << 4));
+  });
 }
 
 void quantize_q4_K_ref(const float* x, void* y, int64_t n, const float* imatrix) { q4_K_rows(x, y, n, imatrix, kScalarSearches); }
@@ -169,29 +177,18 @@ void dequantize_q4_K(const void* vx, float* y, int64_t n) {
 
 static void q5_K_rows(const float* x, void* vy, int64_t n, const float* imatrix, const Searches& s) {
   auto* y = static_cast<BlockQ5_K*>(vy);
-  constexpr K4Params p{31, -0.5f, 15};
-  uint8_t Lpair[2 * kQK_K];
-  float scales[16], mins[16], sw[16];
-  unsigned searched = 0;
-  const int64_t nb = n / kQK_K;
-  for (int64_t i = 0; i < nb; ++i, x += kQK_K) {
-    const float* qw = imatrix ? imatrix + kQK_K * i : nullptr;
-    const int h = int(i & 1);  // position in the pair searched together
-    if (s.fast && h == 0) searched = k4_search_pair(x, qw, nb - i, p, scales, mins, sw, Lpair);
-    uint8_t* L = Lpair + kQK_K * h;
-    k4_search(s, x, qw, p, searched >> h & 1, scales + 8 * h, mins + 8 * h, sw + 8 * h, &y[i].d, &y[i].dmin, y[i].scales, L);
-    k4_requantize(x, y[i].d, y[i].dmin, y[i].scales, 31, L, s.fast);
-    std::memset(y[i].qh, 0, 32);
+  k4_rows(x, y, n, imatrix, s, K4Params{31, -0.5f, 15}, [](BlockQ5_K& b, const uint8_t* L) {
+    std::memset(b.qh, 0, 32);
     for (int c = 0; c < 4; ++c) {
       const uint8_t m1 = uint8_t(1 << (2 * c)), m2 = uint8_t(2 << (2 * c));
       for (int j = 0; j < 32; ++j) {
         int l1 = L[64 * c + j], l2 = L[64 * c + j + 32];
-        if (l1 > 15) { l1 -= 16; y[i].qh[j] |= m1; }
-        if (l2 > 15) { l2 -= 16; y[i].qh[j] |= m2; }
-        y[i].qs[32 * c + j] = uint8_t(l1 | (l2 << 4));
+        if (l1 > 15) { l1 -= 16; b.qh[j] |= m1; }
+        if (l2 > 15) { l2 -= 16; b.qh[j] |= m2; }
+        b.qs[32 * c + j] = uint8_t(l1 | (l2 << 4));
       }
     }
-  }
+  });
 }
 
 void quantize_q5_K_ref(const float* x, void* y, int64_t n, const float* imatrix) { q5_K_rows(x, y, n, imatrix, kScalarSearches); }
