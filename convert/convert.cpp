@@ -6,9 +6,6 @@
 #include <chrono>
 #include <ctime>
 #include <filesystem>
-#include <condition_variable>
-#include <mutex>
-#include <thread>
 #include <map>
 #include <set>
 
@@ -18,6 +15,7 @@
 #include "formats/checkpoint.h"
 #include "formats/safetensors.h"
 #include "model/model_desc.h"
+#include "read_pipe.h"
 
 namespace temper {
 namespace fs = std::filesystem;
@@ -88,63 +86,6 @@ Plan plan_tensors(const ModelDescription& desc, const SafetensorsModel& st) {
   return plan;
 }
 
-// A thread that reads the planned tensors from disk into the page cache, in order, while the
-// main thread copies earlier ones into the checkpoint, staying at most kAheadBytes ahead (a
-// budget on page cache, not on our memory: nothing is kept). With a cold cache, reading and
-// writing then overlap instead of taking turns.
-class ReadAhead {
- public:
-  static constexpr uint64_t kAheadBytes = 256u << 20;
-
-  ReadAhead(const SafetensorsModel& st, const std::vector<PlannedTensor>& tensors)
-      : tensor_bytes_(bytes_of(tensors)), thread_([this, &st, &tensors] { run(st, tensors); }) {}
-  ~ReadAhead() {
-    {
-      std::lock_guard lock(mutex_);
-      stop_ = true;
-    }
-    wake_.notify_all();
-    thread_.join();
-  }
-  ReadAhead(const ReadAhead&) = delete;
-  ReadAhead& operator=(const ReadAhead&) = delete;
-
-  void copied(size_t i) {  // tensor i is in the checkpoint
-    {
-      std::lock_guard lock(mutex_);
-      copied_bytes_ += tensor_bytes_.at(i);
-    }
-    wake_.notify_all();
-  }
-
- private:
-  static std::vector<uint64_t> bytes_of(const std::vector<PlannedTensor>& tensors) {
-    std::vector<uint64_t> bytes;
-    for (const auto& t : tensors) bytes.push_back(t.source->nbytes);
-    return bytes;
-  }
-
-  void run(const SafetensorsModel& st, const std::vector<PlannedTensor>& tensors) {
-    uint64_t read_bytes = 0;
-    for (const auto& t : tensors) {
-      {
-        std::unique_lock lock(mutex_);
-        wake_.wait(lock, [&] { return stop_ || read_bytes <= copied_bytes_ + kAheadBytes; });
-        if (stop_) return;
-      }
-      st.readahead(*t.source);
-      read_bytes += t.source->nbytes;
-    }
-  }
-
-  const std::vector<uint64_t> tensor_bytes_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  uint64_t copied_bytes_ = 0;
-  bool stop_ = false;
-  std::thread thread_;  // last: starts after the members it uses exist
-};
-
 }  // namespace
 
 ConvertReport convert_hf_to_checkpoint(const ConvertOptions& opts) {
@@ -179,13 +120,15 @@ ConvertReport convert_hf_to_checkpoint(const ConvertOptions& opts) {
     CheckpointWriter writer(out.temp_path(), CheckpointWriteOptions{opts.zstd_level});
     writer.write_description(desc);
     Progress progress("convert", total);
-    ReadAhead ahead(*st, plan.tensors);
+    // One thread reads, this one writes (see ReadPipe).
+    std::vector<const TensorInfo*> sources;
+    for (const auto& p : plan.tensors) sources.push_back(p.source);
+    ReadPipe pipe(*st, sources);
     for (size_t i = 0; i < plan.tensors.size(); ++i) {
       const PlannedTensor& p = plan.tensors[i];
       TensorInfo info = *p.source;
       info.name = p.name;
-      writer.write_tensor(info, [&](uint64_t offset, std::span<uint8_t> dst) { st->read_range(*p.source, offset, dst); });
-      ahead.copied(i);
+      writer.write_tensor(info, [&](uint64_t offset, uint64_t max_len) { return pipe.next(i, offset, max_len); });
       progress.add(info.nbytes);
       report.n_params += info.numel();
       ++report.n_tensors;

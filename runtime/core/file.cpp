@@ -133,28 +133,6 @@ void MappedFile::read_at(uint64_t offset, std::span<uint8_t> dst, std::string_vi
   }
 }
 
-bool MappedFile::is_resident(uint64_t offset, uint64_t len) const {
-  if (!data_ || len == 0) return true;
-  const uint64_t page = uint64_t(sysconf(_SC_PAGESIZE));
-  const uint64_t start = offset / page * page, end = std::min(size_, offset + len);
-  std::vector<unsigned char> in_core(size_t((end - start + page - 1) / page));
-  if (mincore(const_cast<uint8_t*>(data_) + start, end - start, in_core.data()) != 0) return false;
-  return std::all_of(in_core.begin(), in_core.end(), [](unsigned char v) { return v & 1; });
-}
-
-void MappedFile::read_ahead(uint64_t offset, uint64_t len) const {
-  if (fd_ < 0 || offset >= size_) return;
-  len = std::min(len, size_ - offset);
-  if (is_resident(offset, len)) return;  // nothing to read; the copy would only take bandwidth
-  thread_local std::vector<uint8_t> sink(256 << 10);  // stays in cache: the copy costs little
-  for (uint64_t done = 0; done < len;) {
-    const ssize_t n = ::pread(fd_, sink.data(), size_t(std::min<uint64_t>(sink.size(), len - done)), off_t(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;  // a hint: the real read reports errors
-    done += uint64_t(n);
-  }
-}
-
 std::span<const uint8_t> MappedFile::span(uint64_t offset, uint64_t len, std::string_view what) const {
   TEMPER_CHECK(offset <= size_ && len <= size_ - offset, path_, ": ", what, " (bytes ", offset, "..",
                offset + len, ") lies outside the file of ", size_, " bytes");

@@ -34,12 +34,6 @@ class MappedFile {
   // over a large file this is ~3x faster than touching the mapping (no page-table work), and
   // it keeps nothing mapped. Throws Error naming the path and `what` if out of range.
   void read_at(uint64_t offset, std::span<uint8_t> dst, std::string_view what) const;
-  // Reads [offset, offset+len) into the page cache and discards it (blocking; run it on another
-  // thread to read ahead). The kernel's own hints (fadvise/madvise WILLNEED) read only the first
-  // few hundred KiB of a range. Errors are ignored: this is a hint, the real read reports them.
-  void read_ahead(uint64_t offset, uint64_t len) const;
-  // Whether every page of [offset, offset+len) is in the page cache (mincore; touches nothing).
-  bool is_resident(uint64_t offset, uint64_t len) const;
 
  private:
   void release();

@@ -28,9 +28,6 @@ using h5::Id;
 // Chunks of about this many bytes: large enough for zstd and few index entries, small enough
 // that a reader touching one row does not decompress much.
 constexpr uint64_t kChunkTargetBytes = 2u << 20;
-// Pieces in which tensor bytes are copied into place: small enough to stay in the CPU's L2
-// between the read and the write (256 KiB measured steadier and faster than 1 MiB here).
-constexpr uint64_t kCopyPieceBytes = 256u << 10;
 
 template <typename E>
 std::string_view enum_to_name(const Ctx& c, std::string_view what, E v) {
@@ -302,6 +299,15 @@ void finish_tensor_dataset(CheckpointWriter::Impl& m, const TensorInfo& info, Id
   m.seen.insert(info.name);
 }
 
+// read(offset, max_len), checked to keep its contract.
+std::span<const uint8_t> pull(const CheckpointWriter::ByteReader& read, uint64_t offset, uint64_t max_len,
+                              const std::string& what) {
+  const auto view = read(offset, max_len);
+  TEMPER_CHECK(!view.empty() && view.size() <= max_len, what, ": reader returned ", view.size(), " bytes at offset ",
+               offset, " where 1..", max_len, " were asked for");
+  return view;
+}
+
 // Copies the tensor's bytes into its early-allocated chunks: each chunk is one contiguous
 // range of the tensor (chunk_shape), stored at the address HDF5 reports; padding past the
 // tensor's end in the last chunk is zeroed. HDF5 never writes these bytes itself (fill time
@@ -318,7 +324,6 @@ void copy_into_chunks(CheckpointWriter::Impl& m, hid_t ds, const TensorInfo& inf
   const ChunkShape cs = chunk_shape(info.shape, info.nbytes / numel);
   const size_t d = cs.split_dim;
   const uint64_t chunk_bytes = uint64_t(cs.dims[d]) * cs.split_stride;
-  const auto buffer = m.buffer.get(std::min<uint64_t>(chunk_bytes, kCopyPieceBytes));
   std::vector<hsize_t> coord(info.shape.size(), 0);
   for (uint64_t start = 0; start < info.nbytes;) {
     // Coordinates of the chunk holding byte `start` (dims after d are whole, so 0).
@@ -335,12 +340,15 @@ void copy_into_chunks(CheckpointWriter::Impl& m, hid_t ds, const TensorInfo& inf
     if (addr == HADDR_UNDEF || stored != chunk_bytes)
       c.fail(what, cat("chunk at byte ", start, " is not allocated as expected (", stored, " of ", chunk_bytes, " bytes)"));
     const uint64_t valid = std::min<uint64_t>(uint64_t(info.shape[d]) - coord[d], cs.dims[d]) * cs.split_stride;
-    for (uint64_t off = 0; off < chunk_bytes; off += buffer.size()) {
-      const size_t n = size_t(std::min<uint64_t>(buffer.size(), chunk_bytes - off));
-      const size_t have = off < valid ? size_t(std::min<uint64_t>(n, valid - off)) : 0;
-      if (have > 0) read(start + off, buffer.first(have));
-      std::fill(buffer.begin() + have, buffer.begin() + n, uint8_t(0));
-      write_all_at(c, m.raw_fd, buffer.data(), n, addr + off, what);
+    for (uint64_t off = 0; off < valid;) {
+      const auto view = pull(read, start + off, valid - off, what);
+      write_all_at(c, m.raw_fd, view.data(), view.size(), addr + off, what);
+      off += view.size();
+    }
+    if (valid < chunk_bytes) {  // the chunk's padding past the tensor's end
+      const auto zeros = m.buffer.get(size_t(chunk_bytes - valid));
+      std::fill(zeros.begin(), zeros.end(), uint8_t(0));
+      write_all_at(c, m.raw_fd, zeros.data(), zeros.size(), addr + valid, what);
     }
     start += valid;
   }
@@ -364,7 +372,11 @@ void CheckpointWriter::write_tensor(const TensorInfo& info, const ByteReader& re
   Impl& m = *impl_;
   if (m.zstd_level > 0 || info.shape.empty() || info.nbytes == 0) {  // through HDF5's filters: whole
     const auto bytes = m.buffer.get(size_t(info.nbytes));
-    read(0, bytes);
+    for (uint64_t off = 0; off < info.nbytes;) {
+      const auto view = pull(read, off, info.nbytes - off, cat("tensor '", info.name, "'"));
+      std::memcpy(bytes.data() + off, view.data(), view.size());
+      off += view.size();
+    }
     write_tensor(info, std::span<const uint8_t>(bytes));
     return;
   }

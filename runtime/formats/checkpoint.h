@@ -26,10 +26,11 @@ class CheckpointWriter {
   ~CheckpointWriter();
   void write_description(const ModelDescription& desc);
   void write_tensor(const TensorInfo& info, std::span<const uint8_t> data);
-  // The same, with the bytes pulled in pieces: read(offset, dst) fills dst with bytes
-  // [offset, offset + dst.size()) of the tensor. An uncompressed tensor is then copied straight
-  // to its chunks' place in the file through a small buffer, as cat does, never held whole.
-  using ByteReader = std::function<void(uint64_t offset, std::span<uint8_t> dst)>;
+  // The same, with the bytes pulled in pieces, front to back: read(offset, max_len) returns
+  // the tensor's bytes from `offset` on, at least 1 and at most max_len of them, valid until the
+  // next call. An uncompressed tensor is written straight from these views to its chunks' place
+  // in the file, never held whole.
+  using ByteReader = std::function<std::span<const uint8_t>(uint64_t offset, uint64_t max_len)>;
   void write_tensor(const TensorInfo& info, const ByteReader& read);
   void close();  // flushes; throws Error on failure (e.g. disk full)
 

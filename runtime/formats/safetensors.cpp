@@ -352,11 +352,6 @@ void SafetensorsModel::read_range(const TensorInfo& t, uint64_t offset, std::spa
   shards_[where_[i].shard].read_at(where_[i].offset + offset, dst, cat("tensor '", t.name, "'"));
 }
 
-void SafetensorsModel::readahead(const TensorInfo& t) const {
-  const size_t i = index_of(t);
-  shards_[where_[i].shard].read_ahead(where_[i].offset, tensors_[i].nbytes);
-}
-
 std::vector<std::string> SafetensorsModel::shard_files() const { return shard_names_; }
 
 uint64_t SafetensorsModel::total_bytes() const {

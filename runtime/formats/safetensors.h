@@ -38,10 +38,8 @@ class SafetensorsModel : public TensorSource {
   void release(const TensorInfo& t) const override;
   void prefetch(const TensorInfo& t) const override;
   // Streaming copy without the mapping (MappedFile::read_at): bytes [offset, offset +
-  // dst.size()) of tensor `t`. readahead() brings `t` into the page cache (blocking; call it
-  // from a second thread so that reading the next tensor overlaps copying this one).
+  // dst.size()) of tensor `t`.
   void read_range(const TensorInfo& t, uint64_t offset, std::span<uint8_t> dst) const;
-  void readahead(const TensorInfo& t) const;
 
   const std::string& root() const { return root_; }          // folder (or the file's folder)
   std::vector<std::string> shard_files() const;              // names relative to root()
