@@ -117,13 +117,13 @@ ConvertReport convert_hf_to_checkpoint(const ConvertOptions& opts) {
   uint64_t total = 0;
   for (const auto& p : plan.tensors) total += p.source->nbytes;
   {
-    CheckpointWriter writer(out.temp_path(), CheckpointWriteOptions{opts.zstd_level});
-    writer.write_description(desc);
-    Progress progress("convert", total);
-    // One thread reads, this one writes (see ReadPipe).
+    // One thread reads, this one writes (see ReadPipe); reading starts before the metadata.
     std::vector<const TensorInfo*> sources;
     for (const auto& p : plan.tensors) sources.push_back(p.source);
     ReadPipe pipe(*st, sources);
+    CheckpointWriter writer(out.temp_path(), CheckpointWriteOptions{opts.zstd_level});
+    writer.write_description(desc);
+    Progress progress("convert", total);
     for (size_t i = 0; i < plan.tensors.size(); ++i) {
       const PlannedTensor& p = plan.tensors[i];
       TensorInfo info = *p.source;
