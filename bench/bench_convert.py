@@ -93,6 +93,23 @@ def make_checkpoint(path, target_bytes):
     return total, largest, n_layer
 
 
+def cached_checkpoint(work, gb):
+    """The generated checkpoint of `gb` GB in work/model, made once and reused by later runs
+    (of any benchmark). Returns (folder, total bytes, largest tensor bytes, layers)."""
+    src = os.path.join(work, "model")
+    done = os.path.join(work, f"model-{gb}.done")
+    if not os.path.exists(done):
+        shutil.rmtree(src, ignore_errors=True)
+        for f in os.listdir(work) if os.path.isdir(work) else []:
+            if f.startswith("model-") and f.endswith(".done"):
+                os.remove(os.path.join(work, f))  # another size's marker: its model is gone
+        os.makedirs(work, exist_ok=True)
+        print(f"generating a {gb:.1f} GB bf16 checkpoint in {src} ...", file=sys.stderr)
+        json.dump(make_checkpoint(src, gb * 1e9), open(done, "w"))
+    total, largest, n_layer = json.load(open(done))
+    return src, total, largest, n_layer
+
+
 def bench_env(name, threads=None):
     """The environment for the processes a benchmark times: without this machine's
     OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE (they halve OpenBLAS speed), optionally with a thread
@@ -132,15 +149,7 @@ def main():
     args = ap.parse_args()
     env = bench_env("bench_convert")
 
-    src = os.path.join(args.work, "model")
-    done = os.path.join(args.work, f"model-{args.gb}.done")  # generated once, reused by later runs
-    if os.path.exists(done):
-        total, largest, n_layer = json.load(open(done))
-    else:
-        shutil.rmtree(args.work, ignore_errors=True)
-        print(f"generating a {args.gb:.1f} GB bf16 checkpoint in {src} ...", file=sys.stderr)
-        total, largest, n_layer = make_checkpoint(src, args.gb * 1e9)
-        json.dump([total, largest, n_layer], open(done, "w"))
+    src, total, largest, n_layer = cached_checkpoint(args.work, args.gb)
     shards = sorted(os.path.join(src, f) for f in os.listdir(src) if f.endswith(".safetensors"))
     out = os.path.join(args.work, "out.h5")
 

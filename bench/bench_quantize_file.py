@@ -8,9 +8,7 @@ Hugging Face folder. Prints time, ratio and peak RSS. Not a test: asserts nothin
 Targets (issue #3): whole file >= 1.5x faster than llama.cpp; peak RSS <= 1 GB + largest tensor.
 """
 import argparse
-import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -18,7 +16,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from bench_convert import bench_env, make_checkpoint  # noqa: E402
+from bench_convert import bench_env, cached_checkpoint  # noqa: E402
 
 
 def run(cmd, env):
@@ -45,15 +43,7 @@ def main():
     tool = os.path.join(args.build, "tests", "llama_quantize_tool")
     lib = os.path.join(ROOT, ".llama-ref/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/libllama.v0.5.0.so")
 
-    src = os.path.join(args.work, "model")
-    done = os.path.join(args.work, f"model-{args.gb}.done")
-    if os.path.exists(done):
-        total, largest, n_layer = json.load(open(done))
-    else:
-        os.makedirs(args.work, exist_ok=True)
-        print(f"generating a {args.gb:.1f} GB bf16 checkpoint ...", file=sys.stderr)
-        total, largest, n_layer = make_checkpoint(src, args.gb * 1e9)
-        json.dump([total, largest, n_layer], open(done, "w"))
+    src, total, largest, n_layer = cached_checkpoint(args.work, args.gb)
     bf16 = os.path.join(args.work, "model.bf16.gguf")
     if not os.path.exists(bf16):
         run([temper, "-q", "quantize", src, "-t", "BF16", "-o", bf16], env)

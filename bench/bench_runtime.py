@@ -22,7 +22,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from bench_convert import bench_env, make_checkpoint  # noqa: E402
+from bench_convert import bench_env, cached_checkpoint  # noqa: E402
 
 STORIES = os.path.join(ROOT, "sample", "stories260K")
 TEXTS = "/work/shared/fixtures/text"
@@ -112,15 +112,7 @@ def main():
     env = bench_env("bench_runtime", args.threads)
     temper = os.path.join(args.build, "temper")
 
-    src = os.path.join(args.work, "model")
-    done = os.path.join(args.work, f"model-{args.gb}.done")
-    if os.path.exists(done):
-        total, largest, n_layer = json.load(open(done))
-    else:
-        os.makedirs(args.work, exist_ok=True)
-        print(f"generating a {args.gb:.1f} GB bf16 checkpoint ...", file=sys.stderr)
-        total, largest, n_layer = make_checkpoint(src, args.gb * 1e9)
-        json.dump([total, largest, n_layer], open(done, "w"))
+    src, total, largest, n_layer = cached_checkpoint(args.work, args.gb)
     ggufs = {}
     for t in ("Q8_0", "Q4_K_M"):
         ggufs[t] = os.path.join(args.work, f"runtime.{t}.gguf")

@@ -14,7 +14,6 @@
 #include <mutex>
 #include <random>
 #include <set>
-#include <vector>
 
 #include "core/error.h"
 

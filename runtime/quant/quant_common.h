@@ -2,6 +2,7 @@
 // Each primitive re-implements the ggml function named in its comment (ggml src/ggml-quants.c) with
 // the same float operation order, so results are bit-identical. Compiled with -ffp-contract=off.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -63,6 +64,17 @@ inline float ggml_max(float a, float b) { return a > b ? a : b; }
 
 // Index of the nearest codebook value, ties to the upper one (ggml best_index_int8).
 int best_index_int8(int n, const int8_t* values, float x);
+
+// The first element of largest magnitude (0 if n == 0 or all are 0 or NaN): the signed max that
+// make_qx_quants scales by, found as ggml does.
+inline float signed_absmax(int n, const float* x) {
+  float max = 0, amax = 0;
+  for (int i = 0; i < n; ++i) {
+    const float ax = std::fabs(x[i]);
+    if (ax > amax) { amax = ax; max = x[i]; }
+  }
+  return max;
+}
 
 // Symmetric search for a signed scale (ggml make_qx_quants). L gets l + nmax; qw may be null.
 float make_qx_quants(int n, int nmax, const float* x, int8_t* L, int rmse_type, const float* qw);

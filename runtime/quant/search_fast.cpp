@@ -32,12 +32,8 @@ constexpr int kMaxN = 32;  // sub-block sizes used with the searches: 16 or 32
 
 float make_qx_quants_fast(int n, int nmax, const float* x, int8_t* L, int rmse_type, const float* qw) {
   if (rmse_type != 1 || n > kMaxN) return make_qx_quants(n, nmax, x, L, rmse_type, qw);
-  float max = 0, amax = 0;
-  for (int i = 0; i < n; ++i) {
-    const float ax = std::fabs(x[i]);
-    if (ax > amax) { amax = ax; max = x[i]; }
-  }
-  if (amax < kGroupMaxEps) {
+  const float max = signed_absmax(n, x);
+  if (std::fabs(max) < kGroupMaxEps) {
     std::fill(L, L + n, int8_t(0));
     return 0.f;
   }
