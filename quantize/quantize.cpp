@@ -6,7 +6,6 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <future>
 #include <memory>
 
 #include "core/error.h"
@@ -209,20 +208,12 @@ QuantizeReport quantize_model(const QuantizeOptions& o) {
     const DType t = choices[i].type;
     const std::vector<float>* im = choices[i].quantized ? imatrix_of(p) : nullptr;
     const int64_t slab_rows = std::max<int64_t>(1, kSlabFloats / p.ne[0]);
-    // Bring the next tensor's bytes in while this one is encoded (a cold cache reads from disk).
-    std::future<void> next;
-    if (i + 1 < plans.size())
-      next = std::async(std::launch::async, [&src, &next_plan = plans[i + 1]] {
-        for (const auto& part : next_plan.parts)
-          if (const TensorInfo* t = src.find(part)) src.prefetch(*t);
-      });
     for_each_slab(src, p, slab_rows, [&](const float* rows, int64_t first, int64_t n, int expert) {
       check_finite(rows, n * p.ne[0], first * p.ne[0], o.input, p.name);
       const float* slice = im ? im->data() + size_t(std::max(expert, 0)) * size_t(p.ne[0]) : nullptr;
       writer.write_tensor_data(p.name, encode_rows(t, rows, n, p.ne[0], slice, encoded));
       progress.add(uint64_t(n * p.ne[0]) * 4);
     }, rows_buffer);
-    if (next.valid()) next.get();
   }
   writer.finish();
   progress.finish();

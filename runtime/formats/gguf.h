@@ -170,7 +170,6 @@ class GgufFile : public TensorSource {
   // Zero-copy view into the mapping; `scratch` is not used.
   std::span<const uint8_t> read(const TensorInfo& t, std::vector<uint8_t>& scratch) const override;
   void release(const TensorInfo& t) const override;
-  void prefetch(const TensorInfo& t) const override;
 
  private:
   friend class GgufParser;

@@ -299,11 +299,6 @@ std::span<const uint8_t> GgufFile::read(const TensorInfo& t, std::vector<uint8_t
   return bytes;
 }
 
-void GgufFile::prefetch(const TensorInfo& t) const {
-  const size_t i = index_of(t);
-  file_.advise_willneed(layouts_[i].file_offset, tensors_[i].nbytes);
-}
-
 void GgufFile::release(const TensorInfo& t) const {
   const size_t i = index_of(t);
   file_.advise_dontneed(layouts_[i].file_offset, tensors_[i].nbytes);

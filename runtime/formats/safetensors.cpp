@@ -340,11 +340,6 @@ void SafetensorsModel::release(const TensorInfo& t) const {
   shards_[where_[i].shard].advise_dontneed(where_[i].offset, tensors_[i].nbytes);
 }
 
-void SafetensorsModel::prefetch(const TensorInfo& t) const {
-  const size_t i = index_of(t);
-  shards_[where_[i].shard].advise_willneed(where_[i].offset, tensors_[i].nbytes);
-}
-
 void SafetensorsModel::read_range(const TensorInfo& t, uint64_t offset, std::span<uint8_t> dst) const {
   const size_t i = index_of(t);
   TEMPER_CHECK(offset <= tensors_[i].nbytes && dst.size() <= tensors_[i].nbytes - offset, root_, ": tensor '",

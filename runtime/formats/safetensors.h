@@ -36,7 +36,6 @@ class SafetensorsModel : public TensorSource {
   std::span<const uint8_t> read(const TensorInfo& t, std::vector<uint8_t>& scratch) const override;
   // Drops the tensor's pages from memory (madvise DONTNEED); a later read() faults them in again.
   void release(const TensorInfo& t) const override;
-  void prefetch(const TensorInfo& t) const override;
   // Streaming copy without the mapping (MappedFile::read_at): bytes [offset, offset +
   // dst.size()) of tensor `t`.
   void read_range(const TensorInfo& t, uint64_t offset, std::span<uint8_t> dst) const;

@@ -32,10 +32,6 @@ class TensorSource {
   // Hint: bytes of `t` are no longer needed (lets a mapping drop its pages so memory stays
   // bounded while streaming a large model).
   virtual void release(const TensorInfo& t) const {}
-  // Hint: bytes of `t` will be read soon. Mapped sources bring them into memory now, so a
-  // streaming consumer can call this for the next tensor from a second thread while it works
-  // on the current one (reading overlaps writing). Safe to call concurrently with read().
-  virtual void prefetch(const TensorInfo& t) const {}
 };
 
 }  // namespace temper
