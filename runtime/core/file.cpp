@@ -14,6 +14,7 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <vector>
 
 #include "core/error.h"
 
@@ -77,6 +78,8 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
     fail(path, ": not a regular file");
   }
   size_ = uint64_t(st.st_size);
+  // The rule mincore() applies before it reports page-cache residency of a file mapping.
+  residency_visible_ = st.st_uid == geteuid() || geteuid() == 0 || ::access(path.c_str(), W_OK) == 0;
   if (size_ > 0) {
     void* p = mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd_, 0);
     if (p == MAP_FAILED) {
@@ -99,7 +102,8 @@ void MappedFile::release() {
 MappedFile::~MappedFile() { release(); }
 
 MappedFile::MappedFile(MappedFile&& o) noexcept
-    : path_(std::move(o.path_)), data_(o.data_), size_(o.size_), fd_(o.fd_) {
+    : path_(std::move(o.path_)), data_(o.data_), size_(o.size_), fd_(o.fd_),
+      residency_visible_(o.residency_visible_) {
   o.data_ = nullptr;
   o.size_ = 0;
   o.fd_ = -1;
@@ -112,6 +116,7 @@ MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
     data_ = o.data_;
     size_ = o.size_;
     fd_ = o.fd_;
+    residency_visible_ = o.residency_visible_;
     o.data_ = nullptr;
     o.size_ = 0;
     o.fd_ = -1;
@@ -136,6 +141,31 @@ std::span<const uint8_t> MappedFile::span(uint64_t offset, uint64_t len, std::st
   TEMPER_CHECK(offset <= size_ && len <= size_ - offset, path_, ": ", what, " (bytes ", offset, "..",
                offset + len, ") lies outside the file of ", size_, " bytes");
   return {data_ + offset, size_t(len)};
+}
+
+std::optional<double> MappedFile::cached_fraction(uint64_t offset, uint64_t len) const {
+  if (!residency_visible_ || !data_ || offset >= size_ || len == 0) return std::nullopt;
+  const uint64_t page = uint64_t(sysconf(_SC_PAGESIZE));
+  const uint64_t start = offset / page * page, end = std::min(size_, offset + len);
+  constexpr uint64_t kPagesPerCall = 1 << 16;  // 64 KiB of answers at a time
+  std::vector<unsigned char> answers(size_t(std::min(kPagesPerCall, (end - start + page - 1) / page)));
+  uint64_t pages = 0, cached = 0;
+  for (uint64_t at = start; at < end;) {
+    const uint64_t n = std::min<uint64_t>(kPagesPerCall, (end - at + page - 1) / page);
+    if (mincore(const_cast<uint8_t*>(data_) + at, size_t(n * page), answers.data()) != 0) return std::nullopt;
+    for (uint64_t i = 0; i < n; ++i) cached += answers[i] & 1;
+    pages += n;
+    at += n * page;
+  }
+  return double(cached) / double(pages);
+}
+
+void MappedFile::uncache(uint64_t offset, uint64_t len) const {
+  if (fd_ < 0 || offset >= size_) return;
+  // Length 0 means "to the end of the file", which also takes a partial last page.
+  const uint64_t n = len >= size_ - offset ? 0 : len;
+  // A hint: failure leaves the pages cached, which is harmless.
+  (void)posix_fadvise(fd_, off_t(offset), off_t(n), POSIX_FADV_DONTNEED);
 }
 
 static void advise(const uint8_t* base, uint64_t size, uint64_t offset, uint64_t len, int how) {

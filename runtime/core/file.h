@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -34,6 +35,14 @@ class MappedFile {
   // over a large file this is ~3x faster than touching the mapping (no page-table work), and
   // it keeps nothing mapped. Throws Error naming the path and `what` if out of range.
   void read_at(uint64_t offset, std::span<uint8_t> dst, std::string_view what) const;
+  // Share of the pages holding [offset, offset+len) that are in the page cache now (mincore),
+  // or nullopt when the kernel will not say: it reports page-cache residency only to the file's
+  // owner and to those who may write the file.
+  std::optional<double> cached_fraction(uint64_t offset, uint64_t len) const;
+  // Drops from the page cache the pages that lie wholly inside [offset, offset+len), and a
+  // partial last page if the range reaches the end of the file (fadvise DONTNEED). Dirty
+  // pages stay, and so does a multi-page folio (up to 2 MiB) that reaches outside the range.
+  void uncache(uint64_t offset, uint64_t len) const;
 
  private:
   void release();
@@ -41,6 +50,7 @@ class MappedFile {
   const uint8_t* data_ = nullptr;
   uint64_t size_ = 0;
   int fd_ = -1;
+  bool residency_visible_ = false;  // cached_fraction() can answer
 };
 
 std::string read_text_file(const std::string& path);  // throws Error naming the path

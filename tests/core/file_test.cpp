@@ -1,6 +1,9 @@
-// MappedFile bounds checks and AtomicOutput's no-half-written-output guarantee.
+// MappedFile bounds checks, its page-cache residency queries, and AtomicOutput's no-half-written-output guarantee.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
 
 #include <filesystem>
 
@@ -28,6 +31,45 @@ TEST(MappedFile, SpanIsBoundsChecked) {
   }
   EXPECT_THROW(MappedFile(d / "missing"), Error);
   EXPECT_THROW(MappedFile(d.path()), Error);  // a directory
+}
+
+// Written, flushed (dirty pages cannot be dropped) and on a file system with a page cache to
+// drop from; false where that cannot be arranged.
+bool make_clean_file(const std::string& path, size_t bytes) {
+  test::write_file(path, std::string(bytes, 'x'));
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  const bool synced = fd >= 0 && ::fsync(fd) == 0;
+  struct statfs fs {};
+  const bool tmpfs = fstatfs(fd, &fs) == 0 && fs.f_type == 0x01021994;  // TMPFS_MAGIC: no page cache of its own
+  if (fd >= 0) ::close(fd);
+  return synced && !tmpfs;
+}
+
+TEST(MappedFile, ReportsAndDropsPageCacheResidency) {
+  test::TempDir d;
+  const uint64_t page = uint64_t(sysconf(_SC_PAGESIZE));
+  const uint64_t size = 64 * page + 100;  // a partial last page
+  if (!make_clean_file(d / "f", size)) GTEST_SKIP() << "no droppable page cache for " << d.path();
+  MappedFile f(d / "f");
+  ASSERT_TRUE(f.cached_fraction(0, size).has_value());  // the file is ours: the kernel tells
+  f.uncache(0, size);
+  EXPECT_EQ(*f.cached_fraction(0, size), 0.0);
+
+  std::vector<uint8_t> buf(4 * page);
+  f.read_at(0, buf, "x");
+  EXPECT_EQ(*f.cached_fraction(0, 4 * page), 1.0);
+  EXPECT_EQ(*f.cached_fraction(page + 7, 2), 1.0);  // the pages holding the bytes, not whole pages
+  // Pages outside the range stay. (Which pages inside it go depends on the folios the kernel
+  // read them into, up to 2 MiB each: only a range that covers whole folios is sure to go.)
+  f.uncache(2 * page, size - 2 * page);
+  EXPECT_EQ(*f.cached_fraction(0, 2 * page), 1.0);
+
+  // A range reaching the end of the file takes the partial last page too.
+  f.read_at(size - 200, std::span(buf).first(200), "x");
+  EXPECT_EQ(*f.cached_fraction(size - 1, 1), 1.0);
+  f.uncache(0, size);
+  EXPECT_EQ(*f.cached_fraction(0, size), 0.0);
+  EXPECT_FALSE(f.cached_fraction(size, 1).has_value());  // nothing there to ask about
 }
 
 TEST(AtomicOutput, AppearsOnlyOnCommit) {
