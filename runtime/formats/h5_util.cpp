@@ -22,6 +22,10 @@ std::recursive_mutex& library_mutex() {
 void init_library() {
   static std::once_flag once;
   std::call_once(once, [] {
+    // No library shutdown at exit: after a failed close (a full disk while flushing an output
+    // that is then deleted) HDF5 keeps a half-closed file, and shutting down crashed on it.
+    // Every file we write is closed and checked before it counts, so there is nothing to flush.
+    H5dont_atexit();
     if (H5open() < 0) fail("HDF5: cannot initialise the library");
     // Failures are reported as temper::Error with file and object names instead.
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);

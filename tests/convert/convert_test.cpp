@@ -2,6 +2,7 @@
 // by an independent reader (h5py + numpy in tests/scripts/st_tool.py), for the stories260K
 // fixtures and tiny random checkpoints of every architecture; bad input fails cleanly.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -50,6 +51,19 @@ TEST_P(ConvertFixture, BitExactThroughH5py) {
 INSTANTIATE_TEST_SUITE_P(Stories260K, ConvertFixture,
                          ::testing::Values("stories260K-hf-f32", "stories260K-hf-bf16", "stories260K-hf-f16",
                                            "stories260K-hf-f32-sharded-untied"));
+
+// convert reserves each tensor's blocks before it copies the bytes (fallocate): no reserved
+// block may outlive the conversion past the file's end, where it would waste disk unseen.
+TEST(Convert, ReservesNoBlocksPastTheEndOfTheFile) {
+  TempDir d;
+  auto r = run_temper("convert " + test::fixture("model/stories260K-hf-f32") + " -o " + (d / "m.h5"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  struct stat st {};
+  ASSERT_EQ(::stat((d / "m.h5").c_str(), &st), 0);
+  const uint64_t size = uint64_t(st.st_size), allocated = uint64_t(st.st_blocks) * 512;
+  EXPECT_LE(allocated, (size + 4095) / 4096 * 4096 + 4096) << size;  // + one block of extent tree
+  expect_same_as_source(d / "m.h5", test::fixture("model/stories260K-hf-f32"));
+}
 
 TEST(Convert, InspectReportsTheCheckpoint) {
   TempDir d;
@@ -157,6 +171,24 @@ TEST(ConvertBadInput, DiskFullLeavesNothing) {
   auto r = run_shell("ulimit -f 256; trap '' XFSZ; " + test::build_dir() + "/temper convert " +
                      test::fixture("model/stories260K-hf-f32") + " -o " + (out / "m.h5"));
   expect_clean_failure(r, out.path(), "m.h5");
+}
+
+// A real full disk: a 512 KiB tmpfs (the model is 1 MiB), mounted in a private mount namespace
+// so that it goes away with the shell. The uncompressed path runs out when it reserves a
+// tensor's blocks, the compressed one inside HDF5's writes; both once crashed at exit.
+TEST(ConvertBadInput, FullFileSystemLeavesNothing) {
+  TempDir d;
+  for (const std::string flags : {"", "--compress"}) {
+    auto r = run_shell("unshare -m sh -c 'mount -t tmpfs -o size=512k tmpfs \"$1\" 2>/dev/null || exit 77; "
+                       "\"$2\" convert \"$3\" -o \"$1/m.h5\" $4; rc=$?; ls -A \"$1\"; exit $rc' sh " +
+                       d.path() + " " + test::build_dir() + "/temper " + test::fixture("model/stories260K-hf-f32") +
+                       " '" + flags + "'");
+    if (r.exit_code == 77) GTEST_SKIP() << "cannot mount a tmpfs here (needs root)";
+    EXPECT_EQ(r.exit_code, 1) << flags << ": " << r.err;  // an error, not a signal
+    EXPECT_NE(r.err.find("No space left on device"), std::string::npos) << flags << ": " << r.err;
+    EXPECT_NE(r.err.find("m.h5"), std::string::npos) << r.err;
+    EXPECT_EQ(r.out, "") << flags << ": left behind";
+  }
 }
 
 TEST(ConvertBadInput, NeverOverwritesAnInput) {
