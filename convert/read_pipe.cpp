@@ -5,9 +5,22 @@
 #include "core/error.h"
 
 namespace temper {
+namespace {
+
+std::set<const MappedFile*> brought_in(const SafetensorsModel& st, const std::vector<const TensorInfo*>& tensors) {
+  std::set<const MappedFile*> files, out;
+  for (const TensorInfo* t : tensors) files.insert(&st.locate(*t).file);
+  for (const MappedFile* f : files) {
+    const auto cached = f->cached_fraction(0, f->size());
+    if (cached && *cached < 0.5) out.insert(f);  // unknown: leave the cache alone
+  }
+  return out;
+}
+
+}  // namespace
 
 ReadPipe::ReadPipe(const SafetensorsModel& st, std::vector<const TensorInfo*> tensors)
-    : st_(st), tensors_(std::move(tensors)), thread_([this] { run(); }) {}
+    : st_(st), tensors_(std::move(tensors)), uncache_(brought_in(st_, tensors_)), thread_([this] { run(); }) {}
 
 ReadPipe::~ReadPipe() {
   {
@@ -35,6 +48,11 @@ void ReadPipe::run() {
         s.offset = off;
         s.size = std::min(kSlotBytes, info.nbytes - off);
         st_.read_range(info, off, {s.data.get(), size_t(s.size)});
+        if (const auto spot = st_.locate(info); uncache_.count(&spot.file)) {
+          const uint64_t end = spot.offset + off + s.size;
+          const uint64_t from = spot.offset + off > kUncacheLookback ? spot.offset + off - kUncacheLookback : 0;
+          spot.file.uncache(from, end - from);
+        }
         {
           std::lock_guard lock(mutex_);
           ++count_;

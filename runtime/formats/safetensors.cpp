@@ -347,6 +347,11 @@ void SafetensorsModel::read_range(const TensorInfo& t, uint64_t offset, std::spa
   shards_[where_[i].shard].read_at(where_[i].offset + offset, dst, cat("tensor '", t.name, "'"));
 }
 
+SafetensorsModel::FileSpot SafetensorsModel::locate(const TensorInfo& t) const {
+  const size_t i = index_of(t);
+  return {shards_[where_[i].shard], where_[i].offset};
+}
+
 std::vector<std::string> SafetensorsModel::shard_files() const { return shard_names_; }
 
 uint64_t SafetensorsModel::total_bytes() const {

@@ -39,6 +39,12 @@ class SafetensorsModel : public TensorSource {
   // Streaming copy without the mapping (MappedFile::read_at): bytes [offset, offset +
   // dst.size()) of tensor `t`.
   void read_range(const TensorInfo& t, uint64_t offset, std::span<uint8_t> dst) const;
+  // Where the tensor's bytes lie: its shard file, and the offset of its first byte there.
+  struct FileSpot {
+    const MappedFile& file;
+    uint64_t offset;
+  };
+  FileSpot locate(const TensorInfo& t) const;
 
   const std::string& root() const { return root_; }          // folder (or the file's folder)
   std::vector<std::string> shard_files() const;              // names relative to root()

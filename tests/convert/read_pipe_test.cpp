@@ -1,7 +1,11 @@
 // ReadPipe: the pieces it hands out are the tensors' exact bytes, in order, whatever the
-// caller's piece sizes; a read that fails on the reader thread reaches the caller as an Error
+// caller's piece sizes; it drops from the page cache what it brought in, and only that; a read that fails on the reader thread reaches the caller as an Error
 // naming the file.
 #include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <sys/vfs.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <span>
@@ -39,6 +43,63 @@ TEST(ReadPipe, PiecesAreTheTensorsBytesInOrder) {
     EXPECT_TRUE(std::equal(got.begin(), got.end(), want.begin())) << ts[i]->name;
   }
   EXPECT_THROW(pipe.next(ts.size(), 0, 1), Error);  // nothing after the last tensor
+}
+
+void read_all(ReadPipe& pipe, const std::vector<const TensorInfo*>& ts) {
+  for (size_t i = 0; i < ts.size(); ++i)
+    for (uint64_t off = 0; off < ts[i]->nbytes;) off += pipe.next(i, off, ts[i]->nbytes - off).size();
+}
+
+// A safetensors file of `n` F32 tensors of `floats` each (odd sizes put tensor boundaries
+// inside pages and folios), flushed so that its pages can be dropped. False where there is no
+// page cache to drop from (tmpfs).
+bool write_clean_safetensors(const std::string& path, size_t n, size_t floats) {
+  std::string header = "{";
+  for (size_t i = 0; i < n; ++i)
+    header += std::string(i ? "," : "") + cat("\"t", i, "\":{\"dtype\":\"F32\",\"shape\":[", floats, "],\"data_offsets\":[",
+                                  i * floats * 4, ",", (i + 1) * floats * 4, "]}");
+  header += "}";
+  std::string bytes(8, '\0');
+  for (size_t k = 0; k < 8; ++k) bytes[k] = char((header.size() >> (8 * k)) & 0xff);
+  bytes += header;
+  for (size_t i = 0; i < n * floats * 4; ++i) bytes += char(i * 2654435761u >> 24);
+  test::write_file(path, bytes);
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  struct statfs fs {};
+  const bool ok = fd >= 0 && ::fsync(fd) == 0 && fstatfs(fd, &fs) == 0 && fs.f_type != 0x01021994;  // TMPFS_MAGIC
+  if (fd >= 0) ::close(fd);
+  return ok;
+}
+
+TEST(ReadPipe, DropsFromThePageCacheOnlyWhatItBroughtIn) {
+  test::TempDir d;
+  const std::string file = d / "model.safetensors";
+  if (!write_clean_safetensors(file, 8, (3u << 18) + 3)) GTEST_SKIP() << "no droppable page cache for " << d.path();
+  MappedFile probe(file);
+  // Opening reads the header, and the kernel reads ahead around it: drop that again, bar the
+  // header's own pages, which the model's mapping holds.
+  auto st = SafetensorsModel::open(file);
+  const auto ts = all_tensors(*st);
+  probe.uncache(0, probe.size());
+  const double at_start = *probe.cached_fraction(0, probe.size());
+  ASSERT_LT(at_start, 0.5);
+
+  // Not cached at the start: what the pipe reads leaves the cache again, all of it, also the
+  // folios across tensor boundaries and the partial last page.
+  {
+    ReadPipe pipe(*st, ts);
+    read_all(pipe, ts);
+  }
+  EXPECT_LE(*probe.cached_fraction(0, probe.size()), at_start);
+
+  // Cached at the start (someone is using the file): everything stays cached.
+  std::vector<uint8_t> all(probe.size());
+  probe.read_at(0, all, "warm-up");
+  {
+    ReadPipe pipe(*st, ts);
+    read_all(pipe, ts);
+  }
+  EXPECT_EQ(*probe.cached_fraction(0, probe.size()), 1.0);
 }
 
 TEST(ReadPipe, OutOfOrderRequestIsAnError) {
