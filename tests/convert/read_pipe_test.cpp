@@ -3,10 +3,6 @@
 // naming the file.
 #include <gtest/gtest.h>
 
-#include <fcntl.h>
-#include <sys/vfs.h>
-#include <unistd.h>
-
 #include <filesystem>
 #include <span>
 
@@ -51,8 +47,7 @@ void read_all(ReadPipe& pipe, const std::vector<const TensorInfo*>& ts) {
 }
 
 // A safetensors file of `n` F32 tensors of `floats` each (odd sizes put tensor boundaries
-// inside pages and folios), flushed so that its pages can be dropped. False where there is no
-// page cache to drop from (tmpfs).
+// inside pages and folios), flushed so that its pages can be dropped; false where they cannot.
 bool write_clean_safetensors(const std::string& path, size_t n, size_t floats) {
   std::string header = "{";
   for (size_t i = 0; i < n; ++i)
@@ -64,11 +59,7 @@ bool write_clean_safetensors(const std::string& path, size_t n, size_t floats) {
   bytes += header;
   for (size_t i = 0; i < n * floats * 4; ++i) bytes += char(i * 2654435761u >> 24);
   test::write_file(path, bytes);
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  struct statfs fs {};
-  const bool ok = fd >= 0 && ::fsync(fd) == 0 && fstatfs(fd, &fs) == 0 && fs.f_type != 0x01021994;  // TMPFS_MAGIC
-  if (fd >= 0) ::close(fd);
-  return ok;
+  return test::make_pages_droppable(path);
 }
 
 TEST(ReadPipe, DropsFromThePageCacheOnlyWhatItBroughtIn) {

@@ -1,8 +1,6 @@
 // MappedFile bounds checks, its page-cache residency queries, and AtomicOutput's no-half-written-output guarantee.
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
-#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -33,23 +31,12 @@ TEST(MappedFile, SpanIsBoundsChecked) {
   EXPECT_THROW(MappedFile(d.path()), Error);  // a directory
 }
 
-// Written, flushed (dirty pages cannot be dropped) and on a file system with a page cache to
-// drop from; false where that cannot be arranged.
-bool make_clean_file(const std::string& path, size_t bytes) {
-  test::write_file(path, std::string(bytes, 'x'));
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  const bool synced = fd >= 0 && ::fsync(fd) == 0;
-  struct statfs fs {};
-  const bool tmpfs = fstatfs(fd, &fs) == 0 && fs.f_type == 0x01021994;  // TMPFS_MAGIC: no page cache of its own
-  if (fd >= 0) ::close(fd);
-  return synced && !tmpfs;
-}
-
 TEST(MappedFile, ReportsAndDropsPageCacheResidency) {
   test::TempDir d;
   const uint64_t page = uint64_t(sysconf(_SC_PAGESIZE));
   const uint64_t size = 64 * page + 100;  // a partial last page
-  if (!make_clean_file(d / "f", size)) GTEST_SKIP() << "no droppable page cache for " << d.path();
+  test::write_file(d / "f", std::string(size, 'x'));
+  if (!test::make_pages_droppable(d / "f")) GTEST_SKIP() << "no droppable page cache for " << d.path();
   MappedFile f(d / "f");
   ASSERT_TRUE(f.cached_fraction(0, size).has_value());  // the file is ours: the kernel tells
   f.uncache(0, size);

@@ -1,5 +1,7 @@
 #include "util/test_util.h"
 
+#include <fcntl.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -55,6 +57,16 @@ std::string read_file(const std::string& path) {
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();
+}
+
+bool make_pages_droppable(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return false;
+  struct statfs fs {};
+  constexpr long kTmpfsMagic = 0x01021994;
+  const bool ok = ::fsync(fd) == 0 && fstatfs(fd, &fs) == 0 && fs.f_type != kTmpfsMagic;
+  ::close(fd);
+  return ok;
 }
 
 }  // namespace temper::test

@@ -33,5 +33,8 @@ RunResult run_shell(const std::string& cmd);
 
 void write_file(const std::string& path, const std::string& bytes);
 std::string read_file(const std::string& path);
+// Flushes the file, so that its pages in the page cache are clean and can be dropped; false
+// where that cannot be arranged (the flush fails, or tmpfs, which has no page cache of its own).
+bool make_pages_droppable(const std::string& path);
 
 }  // namespace temper::test
