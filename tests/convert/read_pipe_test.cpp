@@ -1,12 +1,13 @@
 // ReadPipe: the pieces it hands out are the tensors' exact bytes, in order, whatever the
-// caller's piece sizes; it drops from the page cache what it brought in, and only that; a read that fails on the reader thread reaches the caller as an Error
-// naming the file.
+// caller's piece sizes; it drops from the page cache what it brought in, and only that; a read
+// that fails on the reader thread reaches the caller as an Error naming the file.
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <span>
 
 #include "core/error.h"
+#include "core/json.h"
 #include "formats/safetensors.h"
 #include "read_pipe.h"
 #include "util/test_util.h"
@@ -49,16 +50,13 @@ void read_all(ReadPipe& pipe, const std::vector<const TensorInfo*>& ts) {
 // A safetensors file of `n` F32 tensors of `floats` each (odd sizes put tensor boundaries
 // inside pages and folios), flushed so that its pages can be dropped; false where they cannot.
 bool write_clean_safetensors(const std::string& path, size_t n, size_t floats) {
-  std::string header = "{";
+  Json header = Json::object();
+  const size_t bytes = floats * 4;
   for (size_t i = 0; i < n; ++i)
-    header += std::string(i ? "," : "") + cat("\"t", i, "\":{\"dtype\":\"F32\",\"shape\":[", floats, "],\"data_offsets\":[",
-                                  i * floats * 4, ",", (i + 1) * floats * 4, "]}");
-  header += "}";
-  std::string bytes(8, '\0');
-  for (size_t k = 0; k < 8; ++k) bytes[k] = char((header.size() >> (8 * k)) & 0xff);
-  bytes += header;
-  for (size_t i = 0; i < n * floats * 4; ++i) bytes += char(i * 2654435761u >> 24);
-  test::write_file(path, bytes);
+    header[cat("t", i)] = {{"dtype", "F32"}, {"shape", {floats}}, {"data_offsets", {i * bytes, (i + 1) * bytes}}};
+  std::string data(n * bytes, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = char(i * 2654435761u >> 24);
+  test::write_file(path, test::safetensors_bytes(header.dump(), data));
   return test::make_pages_droppable(path);
 }
 

@@ -1,4 +1,5 @@
-// MappedFile bounds checks, its page-cache residency queries, and AtomicOutput's no-half-written-output guarantee.
+// MappedFile bounds checks and page-cache residency queries, and AtomicOutput's
+// no-half-written-output guarantee.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>

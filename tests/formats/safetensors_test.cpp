@@ -202,14 +202,8 @@ Json entry(const std::string& dtype, const Json& shape, uint64_t begin, uint64_t
   return Json{{"dtype", dtype}, {"shape", shape}, {"data_offsets", {begin, end}}};
 }
 
-// 8-byte little-endian header length, the header text, then `data`.
-std::string st_file(const std::string& header, const std::string& data) {
-  std::string out(8, '\0');
-  for (int i = 0; i < 8; ++i) out[i] = char(uint64_t(header.size()) >> (8 * i));
-  return out + header + data;
-}
 void write_st(const std::string& path, const Json& header, size_t data_bytes) {
-  test::write_file(path, st_file(header.dump(), std::string(data_bytes, '\0')));
+  test::write_file(path, test::safetensors_bytes(header.dump(), std::string(data_bytes, '\0')));
 }
 
 // open(path) throws an Error whose message starts with `file` and contains every part.
@@ -227,7 +221,7 @@ void expect_error(const std::string& path, const std::string& file, std::initial
 void expect_bad_header(const std::string& header, size_t data_bytes, std::initializer_list<std::string> parts) {
   TempDir d;
   const std::string f = d / "bad.safetensors";
-  test::write_file(f, st_file(header, std::string(data_bytes, '\0')));
+  test::write_file(f, test::safetensors_bytes(header, std::string(data_bytes, '\0')));
   expect_error(f, f, parts);
 }
 void expect_bad(const Json& header, size_t data_bytes, std::initializer_list<std::string> parts) {
@@ -239,7 +233,7 @@ TEST(SafetensorsBadFile, TruncatedAndBadHeaderLength) {
   test::write_file(d / "short.safetensors", std::string("\x05\0\0\0\0", 5));
   expect_error(d / "short.safetensors", d / "short.safetensors", {"5 bytes", "too short"});
   // Claims a 1000-byte header; the file has 12 bytes.
-  test::write_file(d / "past.safetensors", st_file(std::string(1000, ' '), "").substr(0, 8) + "{}  ");
+  test::write_file(d / "past.safetensors", test::safetensors_bytes(std::string(1000, ' '), "").substr(0, 8) + "{}  ");
   expect_error(d / "past.safetensors", d / "past.safetensors", {"header length 1000", "past the end", "12 bytes"});
   std::string huge(8, '\0');
   huge[5] = 1;  // 2^40
@@ -306,7 +300,7 @@ TEST(SafetensorsGoodFile, EdgeCasesReadExactly) {
   // f32 1.0, a 6-byte gap, bf16 1.0 2.0 3.0 (all little-endian).
   const uint8_t raw[16] = {0, 0, 0x80, 0x3f, '?', '?', '?', '?', '?', '?', 0x80, 0x3f, 0, 0x40, 0x40, 0x40};
   const std::string data(reinterpret_cast<const char*>(raw), sizeof raw);
-  test::write_file(d / "edge.safetensors", st_file(header, data));
+  test::write_file(d / "edge.safetensors", test::safetensors_bytes(header, data));
   auto m = SafetensorsModel::open(d / "edge.safetensors");
   ASSERT_EQ(m->tensors().size(), 3u);
   EXPECT_EQ(m->tensors()[0].name, "scalar");  // file order

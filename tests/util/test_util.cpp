@@ -59,6 +59,12 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
+std::string safetensors_bytes(const std::string& header, const std::string& data) {
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = char(uint64_t(header.size()) >> (8 * i));
+  return out + header + data;
+}
+
 bool make_pages_droppable(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY);
   if (fd < 0) return false;

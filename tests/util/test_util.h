@@ -33,6 +33,8 @@ RunResult run_shell(const std::string& cmd);
 
 void write_file(const std::string& path, const std::string& bytes);
 std::string read_file(const std::string& path);
+// A safetensors file's bytes: the 8-byte little-endian header length, the header, `data`.
+std::string safetensors_bytes(const std::string& header, const std::string& data);
 // Flushes the file, so that its pages in the page cache are clean and can be dropped; false
 // where that cannot be arranged (the flush fails, or tmpfs, which has no page cache of its own).
 bool make_pages_droppable(const std::string& path);
