@@ -36,6 +36,8 @@ void ReadPipe::run() {
     size_t tail = 0;
     for (size_t t = 0; t < tensors_.size(); ++t) {
       const TensorInfo& info = *tensors_[t];
+      const auto spot = st_.locate(info);
+      const bool uncache = uncache_.count(&spot.file) > 0;
       for (uint64_t off = 0; off < info.nbytes; off += kSlotBytes) {
         {
           std::unique_lock lock(mutex_);
@@ -48,10 +50,10 @@ void ReadPipe::run() {
         s.offset = off;
         s.size = std::min(kSlotBytes, info.nbytes - off);
         st_.read_range(info, off, {s.data.get(), size_t(s.size)});
-        if (const auto spot = st_.locate(info); uncache_.count(&spot.file)) {
-          const uint64_t end = spot.offset + off + s.size;
-          const uint64_t from = spot.offset + off > kUncacheLookback ? spot.offset + off - kUncacheLookback : 0;
-          spot.file.uncache(from, end - from);
+        if (uncache) {
+          const uint64_t at = spot.offset + off;
+          const uint64_t from = at > kUncacheLookback ? at - kUncacheLookback : 0;
+          spot.file.uncache(from, at + s.size - from);
         }
         {
           std::lock_guard lock(mutex_);
