@@ -10,8 +10,8 @@ on disk does. This is the figure the target is about. Hot, for information: the 
 in the page cache; then `cat > /dev/null` copies memory at memory speed, which no program that
 writes its output can approach, as the plain copy (`cat > file`, one more baseline) shows.
 Runs are interleaved (cat, copy, convert, cat, ...) because this shared machine's speed drifts
-by up to 3x within a minute; each round's ratio compares neighbours in time, and the report
-gives their median next to the ratio of the best times. The output is not fsynced (temper's
+by up to 3x within a minute; each round's ratio compares runs seconds apart, and the report
+gives the median of those next to the ratio of the best times. The output is not fsynced (temper's
 default); one more run with --sync shows what waiting for the disk costs.
 Targets (issue #2): ratio >= 0.7 without compression; peak RSS < 1 GB + the largest tensor.
 Not a test: it asserts nothing about time.
@@ -140,9 +140,9 @@ def timed(cmd, **kw):
     """Runs cmd; returns (seconds, peak RSS in bytes of that process alone)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, **kw)
-    _, status, usage = os.wait4(proc.pid, 0)
+    _, status, usage = os.wait4(proc.pid, 0)  # reaps it ourselves, for its own rusage
     seconds = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not wait for it again
     if proc.returncode != 0:
         raise subprocess.CalledProcessError(proc.returncode, cmd)
     return seconds, usage.ru_maxrss * 1024
