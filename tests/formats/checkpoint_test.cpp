@@ -534,6 +534,27 @@ TEST(CheckpointErrors, WriterRejectsBadTensors) {
 // A write that runs out of file size (as on a full disk) must end in an Error naming the file,
 // not a crash or a silent success. Run in a forked child with RLIMIT_FSIZE and SIGXFSZ ignored,
 // so write(2) fails with EFBIG.
+// Tensors written in pieces get their blocks reserved (fallocate) before the copy, and only
+// the blocks HDF5 allocated for them. Checked before close(): at close HDF5 truncates the file
+// to its allocation, which would hide a reservation that reached past it.
+TEST(CheckpointWriter, ReservesNoBlocksPastTheAllocation) {
+  TempDir dir;
+  const std::string path = dir / "m.h5";
+  const auto t = make_tensor("big", DType::kBF16, {3, 1 << 20}, random_bytes(6 << 20, 6));
+  CheckpointWriter w(path, {});
+  w.write_description(make_description());
+  w.write_tensor(t.info, [&](uint64_t offset, uint64_t max_len) {
+    return std::span<const uint8_t>(t.bytes.data() + offset, size_t(std::min<uint64_t>(max_len, 1 << 16)));
+  });
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  const uint64_t written = uint64_t(st.st_size), blocks = uint64_t(st.st_blocks) * 512;
+  EXPECT_GE(written, t.bytes.size());
+  // Slack for the metadata HDF5 has allocated but not yet written.
+  EXPECT_LE(blocks, (written + 4095) / 4096 * 4096 + (64 << 10)) << "file size " << written;
+  w.close();
+}
+
 TEST(CheckpointErrors, DiskFullIsAnError) {
   TempDir dir;
   const std::string path = dir / "full.h5";
