@@ -102,7 +102,7 @@ TEST(QuantizeCli, ModelfileForOllama) {
   const std::string mf = read_file(d / "m.Modelfile");
   EXPECT_NE(mf.find("FROM ./m.gguf\n"), std::string::npos) << mf;
   EXPECT_NE(mf.find("PARAMETER stop \"</s>\""), std::string::npos) << mf;
-  EXPECT_NE(mf.find("TEMPLATE \"\"\"{{ .Prompt }}\"\"\""), std::string::npos) << mf;
+  EXPECT_NE(mf.find("TEMPLATE \"\"\"{{ .System }}{{ .Prompt }}\"\"\""), std::string::npos) << mf;
 }
 
 }  // namespace
