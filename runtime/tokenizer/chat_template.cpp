@@ -187,4 +187,22 @@ std::string render_chat(ChatFamily family, std::span<const ChatMessage> messages
   return out;
 }
 
+namespace {
+// The literal a Llama 3.x template falls back to: `set date_string = "26 Jul 2024"`; "" if none.
+std::string template_default_date(std::string_view t) {
+  static constexpr std::string_view kSet = "set date_string = \"";
+  const size_t at = t.find(kSet);
+  if (at == std::string_view::npos) return "";
+  const size_t b = at + kSet.size(), e = t.find('"', b);
+  return e == std::string_view::npos ? "" : std::string(t.substr(b, e - b));
+}
+}  // namespace
+
+std::string render_chat(std::string_view template_text, std::span<const ChatMessage> messages, ChatOptions opt) {
+  const ChatFamily family = detect_chat_family(template_text);
+  if (family == ChatFamily::kLlama3Dated && opt.date.empty() && !has(template_text, "strftime_now"))
+    opt.date = template_default_date(template_text);
+  return render_chat(family, messages, opt);
+}
+
 }  // namespace temper

@@ -21,6 +21,7 @@ struct ChatOptions {
   std::string bos_token;                // the template's bos_token variable
   std::optional<bool> enable_thinking;  // unset = the template's own default
   std::string date;                     // Llama 3.x "Today Date" ("01 Jan 2025"); "" = today (UTC)
+                                        // or, given the template text, its own default
 };
 
 // Throws Error naming what the template text contains when it matches no supported family.
@@ -30,9 +31,9 @@ const char* chat_family_name(ChatFamily f);
 // Renders `messages`; throws Error for conversations the template itself would reject
 // (e.g. Gemma 3 roles that do not alternate user/assistant).
 std::string render_chat(ChatFamily family, std::span<const ChatMessage> messages, const ChatOptions& opt);
-inline std::string render_chat(std::string_view template_text, std::span<const ChatMessage> messages,
-                               const ChatOptions& opt) {
-  return render_chat(detect_chat_family(template_text), messages, opt);
-}
+// With the template text at hand, an empty `opt.date` becomes the date the template itself would
+// print: today only where it calls strftime_now (Llama 3.2), else its fixed `date_string`
+// default (Llama 3.1/3.3: "26 Jul 2024", as HF and llama.cpp render it).
+std::string render_chat(std::string_view template_text, std::span<const ChatMessage> messages, ChatOptions opt);
 
 }  // namespace temper

@@ -2,6 +2,8 @@
 // with jinja2 from the real templates) must be reproduced byte for byte.
 #include <gtest/gtest.h>
 
+#include <ctime>
+
 #include "core/error.h"
 #include "core/file.h"
 #include "core/json.h"
@@ -50,4 +52,27 @@ TEST(ChatTemplate, FamiliesAndErrors) {
   o.enable_thinking = false;
   EXPECT_EQ(render_chat(ChatFamily::kQwen3, std::vector<ChatMessage>{{"user", "q"}}, o),
             "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n");
+}
+
+// Llama 3.1/3.3 templates have no strftime_now: HF and llama.cpp print their fixed date_string
+// default, so temper must too (it printed today's date). Llama 3.2's template calls
+// strftime_now, so today's date (UTC) is right there.
+TEST(ChatTemplate, Llama3DateIsTheTemplatesOwn) {
+  const std::string llama31 =  // the date lines of Meta's Llama 3.1 template, verbatim
+      "{{- bos_token }}\n{%- if not date_string is defined %}\n    {%- set date_string = \"26 Jul 2024\" %}\n"
+      "{%- endif %}\n{{- \"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}\n"
+      "{{- \"Cutting Knowledge Date: December 2023\\n\" }}\n{{- \"Today Date: \" + date_string + \"\\n\\n\" }}";
+  const std::vector<ChatMessage> msgs = {{"user", "hi"}};
+  EXPECT_NE(render_chat(llama31, msgs, {}).find("Today Date: 26 Jul 2024\n"), std::string::npos);
+  ChatOptions pinned;
+  pinned.date = "01 Jan 2025";
+  EXPECT_NE(render_chat(llama31, msgs, pinned).find("Today Date: 01 Jan 2025\n"), std::string::npos);
+
+  const std::string llama32 = read_text_file(test::fixture("tokenizers/llama3_2/chat_template.jinja"));
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char today[32];
+  std::strftime(today, sizeof today, "%d %b %Y", &tm);
+  EXPECT_NE(render_chat(llama32, msgs, {}).find(std::string("Today Date: ") + today + "\n"), std::string::npos);
 }
