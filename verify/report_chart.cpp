@@ -134,6 +134,11 @@ Axis y_axis(const ChartSpec& c) {
   a.lo = *std::min_element(v.begin(), v.end()), a.hi = *std::max_element(v.begin(), v.end());
   if (c.log_y) {
     a.lo = std::max(a.lo, a.hi * 1e-9);  // nine decades at most: anything smaller reads as zero
+    // Padded in log units like the linear axis; at least one decade, so it holds a 1-2-5 tick.
+    double l0 = std::log10(a.lo), l1 = std::log10(a.hi);
+    const double pad = std::max(0.08 * (l1 - l0), 0.5 * std::max(0.0, 1 - (l1 - l0)));
+    l0 -= pad, l1 += pad;
+    a.lo = std::pow(10, l0), a.hi = std::pow(10, l1);
     a.ticks = log_ticks(a.lo, a.hi);
   } else {
     const double pad = 0.08 * (a.hi - a.lo);  // room for a label under the lowest point
@@ -277,19 +282,18 @@ std::vector<Tick> linear_ticks(double lo, double hi, int max_ticks) {
   return t;
 }
 
-std::vector<Tick> log_ticks(double& lo, double& hi) {
-  int e0 = int(std::floor(std::log10(lo) + 1e-9)), e1 = int(std::ceil(std::log10(hi) - 1e-9));
-  if (e1 <= e0) e1 = e0 + 1;
-  lo = std::pow(10, e0), hi = std::pow(10, e1);
-  const bool decimal = e0 >= -3 && e1 <= 4;  // 0.001 .. 10000 read fine as plain numbers
-  const int every = (e1 - e0 + 6) / 7;        // label at most ~7 decades
+std::vector<Tick> log_ticks(double lo, double hi) {
+  const int e0 = int(std::ceil(std::log10(lo) - 1e-9)), e1 = int(std::floor(std::log10(hi) + 1e-9));
+  const bool few = e1 - e0 < 2;  // then 2 and 5 times the powers of ten too
+  const bool decimal = std::log10(lo) >= -3.5 && std::log10(hi) <= 4;  // 0.001 .. 10000 read fine as they are
+  const int every = (e1 - e0 + 7) / 7;  // at most ~7 labelled decades
   std::vector<Tick> t;
-  for (int e = e0; e <= e1; ++e)
+  for (int e = e0 - 1; e <= e1; ++e)
     for (int m : {1, 2, 5}) {
-      if (m > 1 && (e1 - e0 > 2 || e == e1)) continue;
       const double v = m * std::pow(10, e);
+      if ((m > 1 && !few) || v < lo * (1 - 1e-9) || v > hi * (1 + 1e-9)) continue;
       std::string s;
-      if (m == 1 && (e - e0) % every != 0) s = "";
+      if (m == 1 && ((e % every) + every) % every != 0) s = "";  // a grid line without a number
       else if (decimal) s = fixed(v, std::max(0, -e));
       else s = (m > 1 ? cat(m, "×") : std::string()) + "10" + superscript(e);
       t.push_back({v, s});

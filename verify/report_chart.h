@@ -37,8 +37,8 @@ struct Tick {
 };
 // Linear ticks on a 1-2-5 step inside [lo, hi]: about max_ticks of them, at least 3.
 std::vector<Tick> linear_ticks(double lo, double hi, int max_ticks);
-// Decades covering [lo, hi] (widened to powers of ten), with 2 and 5 between when there are few.
-std::vector<Tick> log_ticks(double& lo, double& hi);
+// The powers of ten inside [lo, hi], with 2 and 5 times them when there are fewer than three.
+std::vector<Tick> log_ticks(double lo, double hi);
 
 // XML text escape (also used by the page).
 std::string xml_escape(std::string_view s);

@@ -66,19 +66,20 @@ std::vector<std::string> short_labels(const std::vector<std::string>& paths) {
 
 // One format per table column, so that a column reads as one kind of number: fixed decimals
 // giving the smallest non-zero value `sig` significant digits, or, when that would need more
-// than `max_decimals`, scientific notation (m.mm×10ⁿ) for the whole column.
+// than `max_decimals`, scientific notation (m.mm×10ⁿ) for the whole column, or (no_sci) the
+// most decimals, with "<0.01" for what would round to 0.
 struct NumFormat {
   int decimals = 2;
   bool sci = false;
 };
 
-NumFormat sig_format(const std::vector<double>& v, int sig, int max_decimals) {
+NumFormat sig_format(const std::vector<double>& v, int sig, int max_decimals, bool no_sci = false) {
   double smallest = INFINITY;
   for (double x : v)
     if (x != 0 && std::isfinite(x)) smallest = std::min(smallest, std::fabs(x));
   if (!std::isfinite(smallest)) return {0, false};
   const int d = sig - 1 - int(std::floor(std::log10(smallest)));
-  if (d > max_decimals) return {sig - 1, true};
+  if (d > max_decimals) return no_sci ? NumFormat{max_decimals, false} : NumFormat{sig - 1, true};
   return {std::clamp(d, 0, max_decimals), false};
 }
 
@@ -105,7 +106,11 @@ std::string fmt(double v, NumFormat f) {
     for (char c : std::to_string(std::abs(e))) s += kSup[c - '0'];
     return s;
   }
-  std::snprintf(b, sizeof b, "%.*f", f.sci ? 0 : f.decimals, v);
+  if (std::fabs(v) < 0.5 * std::pow(10, -f.decimals)) {
+    std::snprintf(b, sizeof b, "<%.*f", f.decimals, std::pow(10, -f.decimals));
+    return b;
+  }
+  std::snprintf(b, sizeof b, "%.*f", f.decimals, v);
   return b;
 }
 
@@ -167,6 +172,9 @@ constexpr const char* kStyle =
     "td.name span,.ci{display:block;font-size:11px;color:#666}td.name span{overflow-wrap:anywhere}"
     "td.text{min-width:12em;max-width:32em;overflow-wrap:anywhere}"
     "tr.base td{background:#f4faf6}"
+    // Scrolled sideways on a narrow screen, the model column stays in view.
+    "table.models td.name,table.models th:first-child{position:sticky;left:0;z-index:1}"
+    "table.models td.name{background:#fff}table.models tr.base td.name{background:#f4faf6}"
     "footer{margin-top:24px;border-top:1px solid #ccc;color:#444}footer td{font-size:12px}"
     "dl{display:grid;grid-template-columns:max-content minmax(0,1fr);gap:2px 12px;margin:8px 0}"
     "dt{font-weight:600}dd{margin:0;min-width:0}\n";
@@ -183,7 +191,7 @@ std::string models_table(const CompareReport& r, const std::vector<std::string>&
   }
   const NumFormat f_ppl = ci_format(ppl_ci, 1, 4), f_ratio = ci_format(ratio_ci, 2, 4), f_mean = sig_format(kl_mean, 3, 5),
                   f_med = sig_format(kl_med, 3, 5), f_p90 = sig_format(kl_p90, 3, 5), f_p99 = sig_format(kl_p99, 3, 5),
-                  f_max = sig_format(kl_max, 3, 5), f_dp = sig_format(dp, 3, 4), f_bpw{2, false}, f_top1{2, false};
+                  f_max = sig_format(kl_max, 3, 5), f_dp = sig_format(dp, 2, 2, true), f_bpw{2, false}, f_top1{2, false};
   const bool tasks = r.base.tasks.has_value();
   std::string h = "<div class=\"scroll\"><table class=\"models\">\n<thead><tr><th rowspan=\"2\">model</th>"
                   "<th rowspan=\"2\">file size</th><th rowspan=\"2\">bits per weight</th>"
@@ -271,13 +279,15 @@ std::string compare_html(const CompareReport& r) {
   const std::vector<std::string> labels = short_labels(paths);
   const std::string base_name = file_name(r.base.path);
 
-  ChartSpec kl{"Mean KL divergence from the base", "bits per weight", "mean KL (nats)", true, {}, "", {}};
+  ChartSpec kl{"Mean KL divergence from the base", "bits per weight", "mean KL, nats", true, {}, "", {}};
   ChartSpec ratio{"Perplexity ratio to the base", "bits per weight", "PPL / PPL(base)", false, 1.0, "", {}};
   char bpw[32];
   std::snprintf(bpw, sizeof bpw, "%.1f", r.base.bits_per_weight);
   ratio.ref_label = cat("base (", bpw, " bits per weight)");
+  bool any_zero_kl = false;
   for (size_t i = 0; i < r.candidates.size(); ++i) {
     const CandidateSummary& c = r.candidates[i];
+    any_zero_kl |= !(c.kl.mean > 0);
     const std::string head = cat(labels[i], ": ", c.path, "\n", fmt(c.bits_per_weight, {2, false}), " bits per weight\n");
     kl.points.push_back({labels[i], cat(head, "mean KL ", c.kl.mean, " [", c.kl_ci.lo, ", ", c.kl_ci.hi, "]"),
                          c.bits_per_weight, c.kl.mean, c.kl_ci.lo, c.kl_ci.hi});
@@ -292,8 +302,8 @@ std::string compare_html(const CompareReport& r) {
            " scored tokens; details at the end).</p>\n");
   h += "<div class=\"charts\">\n<figure>" + chart_svg(kl) +
        cat("<figcaption>Mean over tokens of KL(base ‖ candidate), log scale, with its 95% interval. The base (",
-           esc(base_name), ", ", bpw, " bits per weight) is 0 by definition; an open circle in the band marked 0 is a "
-           "candidate whose KL is exactly 0.</figcaption></figure>\n");
+           esc(base_name), ", ", bpw, " bits per weight) is 0 by definition", any_zero_kl ? "; an open circle in the band marked 0 is a candidate whose KL is exactly 0" : "",
+           ".</figcaption></figure>\n");
   h += "<figure>" + chart_svg(ratio) +
        cat("<figcaption>PPL(candidate) / PPL(base) on the same tokens, with the 95% interval of the per-token NLL "
            "difference. Dashed line: the base (", esc(base_name), ", PPL ", fmt(r.base.ppl, ci_format({{r.base.ppl_lo, r.base.ppl_hi}}, 1, 4)),
