@@ -72,7 +72,7 @@ std::string superscript(int n) {
   return s;
 }
 
-// f-string number for SVG coordinates: two decimals are finer than any screen needs.
+// An SVG coordinate: two decimals are finer than any screen needs.
 std::string px(double v) { return fixed(v, 2); }
 
 struct Axis {
@@ -148,11 +148,10 @@ Axis y_axis(const ChartSpec& c) {
   return a;
 }
 
-std::string text_el(double x, double y, const char* anchor, const char* cls, const std::string& s, double font_px,
-                    bool fit = false) {
-  std::string t = cat("<text x=\"", px(x), "\" y=\"", px(y), "\" text-anchor=\"", anchor, "\" class=\"", cls, "\"");
-  if (fit) t += cat(" textLength=\"", px(text_width(s, font_px)), "\" lengthAdjust=\"spacingAndGlyphs\"");
-  return t + ">" + xml_escape(s) + "</text>";
+// Ticks and titles: in the margins, where nothing else is, so their width is left to the font.
+std::string text_el(double x, double y, const char* anchor, const char* cls, const std::string& s) {
+  return cat("<text x=\"", px(x), "\" y=\"", px(y), "\" text-anchor=\"", anchor, "\" class=\"", cls, "\">", xml_escape(s),
+             "</text>");
 }
 
 std::string line_el(double x1, double y1, double x2, double y2, const char* cls) {
@@ -306,22 +305,22 @@ std::string chart_svg(const ChartSpec& c) {
   const Rect plot{kLeft, kTop, kW - kRight, kH - kBottom};
   std::string s = cat("<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" width=\"", kW, "\" height=\"", kH,
                       "\" viewBox=\"0 0 ", kW, " ", kH, "\" role=\"img\">\n<title>", xml_escape(c.title), "</title>\n");
-  s += text_el(kW / 2, 20, "middle", "title", c.title, 14) + "\n";
+  s += text_el(kW / 2, 20, "middle", "title", c.title) + "\n";
   for (const Tick& t : ya.ticks) {
     s += line_el(plot.x0, ya(t.v), plot.x1, ya(t.v), "grid");
-    if (!t.text.empty()) s += text_el(plot.x0 - 6, ya(t.v) + 0.35 * kTickPx, "end", "tick", t.text, kTickPx);
+    if (!t.text.empty()) s += text_el(plot.x0 - 6, ya(t.v) + 0.35 * kTickPx, "end", "tick", t.text);
     s += "\n";
   }
   for (const Tick& t : xa.ticks)
     s += line_el(xa(t.v), plot.y0, xa(t.v), plot.y1, "grid") +
-         text_el(xa(t.v), plot.y1 + 16, "middle", "tick", t.text, kTickPx) + "\n";
+         text_el(xa(t.v), plot.y1 + 16, "middle", "tick", t.text) + "\n";
   s += cat("<rect x=\"", px(plot.x0), "\" y=\"", px(plot.y0), "\" width=\"", px(plot.x1 - plot.x0), "\" height=\"",
            px(plot.y1 - plot.y0), "\" class=\"frame\"/>\n");
-  s += text_el((plot.x0 + plot.x1) / 2, kH - 10, "middle", "axis-title", c.x_label + (xa.log ? " (log scale)" : ""), kLabelPx) + "\n";
+  s += text_el((plot.x0 + plot.x1) / 2, kH - 10, "middle", "axis-title", c.x_label + (xa.log ? " (log scale)" : "")) + "\n";
   const double ymid = (plot.y0 + plot.y1) / 2, y_zero = plot.y1 - 11;
   if (has_zero_band(c))
     s += line_el(plot.x0, ya.p0 + 10, plot.x1, ya.p0 + 10, "break") + line_el(plot.x0, y_zero, plot.x1, y_zero, "grid") +
-         text_el(plot.x0 - 6, y_zero + 0.35 * kTickPx, "end", "tick", "0", kTickPx) + "\n";
+         text_el(plot.x0 - 6, y_zero + 0.35 * kTickPx, "end", "tick", "0") + "\n";
   s += cat("<text x=\"18\" y=\"", px(ymid), "\" text-anchor=\"middle\" class=\"axis-title\" transform=\"rotate(-90 18 ",
            px(ymid), ")\">", xml_escape(c.y_label + (ya.log ? " (log scale)" : "")), "</text>\n");
 
