@@ -9,6 +9,7 @@
 #include "core/file.h"
 #include "core/log.h"
 #include "eval_model.h"
+#include "provenance.h"
 #include "topk_store.h"
 #include "windows.h"
 
@@ -17,6 +18,7 @@ namespace {
 
 void fill_model(ModelSummary& s, const EvalModel& m, const RunningMean& nll) {
   s.path = m.path;
+  s.sha256 = sha256_of_path(m.path);
   s.file_bytes = m.file_bytes;
   s.n_params = m.n_params;
   s.bits_per_weight = m.bits_per_weight();
@@ -45,6 +47,8 @@ CompareReport run_compare(const CompareOptions& opts) {
   CompareReport r;
   r.opts = opts;
   if (!opts.tasks.empty()) r.tasks = load_tasks(opts.tasks);
+  r.text_sha256 = sha256_of_path(opts.text);
+  if (!opts.tasks.empty()) r.tasks_sha256 = sha256_of_path(opts.tasks);
 
   std::vector<int32_t> text;
   WindowPlan plan;
@@ -85,6 +89,9 @@ CompareReport run_compare(const CompareOptions& opts) {
     c.ppl_ratio = std::exp(d.mean);
     c.ppl_ratio_lo = std::exp(d.lo);
     c.ppl_ratio_hi = std::exp(d.hi);
+    RunningMean kl_mean;
+    for (float v : st.kl) kl_mean.add(v);
+    c.kl_ci = kl_mean.ci95();
     c.kl = summarize(st.kl);
     c.same_top1 = double(st.same_top1) / double(ref.size());
     c.mean_dp = st.dp.ci95().mean;

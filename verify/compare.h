@@ -25,6 +25,7 @@ struct CompareOptions {
 
 struct ModelSummary {
   std::string path;
+  std::string sha256;  // provenance.h: of the file, or of a folder's file listing
   uint64_t file_bytes = 0, n_params = 0;
   double bits_per_weight = 0;
   MeanCI nll;
@@ -41,6 +42,7 @@ struct Flip {
 struct CandidateSummary : ModelSummary {
   double ppl_ratio = 0, ppl_ratio_lo = 0, ppl_ratio_hi = 0;
   Distribution kl;
+  MeanCI kl_ci;           // 95% interval of the mean KL
   double same_top1 = 0;   // fraction of scored tokens with the base's top token on top
   double rms_dp = 0, mean_dp = 0;
   std::vector<Flip> flips;
@@ -48,6 +50,7 @@ struct CandidateSummary : ModelSummary {
 
 struct CompareReport {
   CompareOptions opts;
+  std::string text_sha256, tasks_sha256;
   int stride = 0;
   size_t n_text_tokens = 0, n_scored = 0;
   uint64_t reference_bytes = 0;  // memory held by the top-k reference

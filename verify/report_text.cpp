@@ -9,6 +9,7 @@ namespace {
 
 Json model_json(const ModelSummary& m) {
   Json j = {{"path", m.path},
+            {"sha256", m.sha256},
             {"file_bytes", m.file_bytes},
             {"parameters", m.n_params},
             {"bits_per_weight", m.bits_per_weight},
@@ -43,14 +44,15 @@ std::string tasks_cell(const ModelSummary& m) {
 Json compare_json(const CompareReport& r) {
   Json j = {{"text", r.opts.text},       {"ctx", r.opts.ctx},         {"stride", r.stride},
             {"top_k", r.opts.top_k},     {"n_text_tokens", r.n_text_tokens}, {"n_scored", r.n_scored},
-            {"reference_bytes", r.reference_bytes}, {"seconds", r.seconds}, {"base", model_json(r.base)}};
-  if (!r.tasks.empty()) j["tasks_file"] = r.opts.tasks;
+            {"reference_bytes", r.reference_bytes}, {"seconds", r.seconds}, {"base", model_json(r.base)},
+            {"text_sha256", r.text_sha256}};
+  if (!r.tasks.empty()) j["tasks_file"] = r.opts.tasks, j["tasks_sha256"] = r.tasks_sha256;
   j["candidates"] = Json::array();
   for (const CandidateSummary& c : r.candidates) {
     Json cj = model_json(c);
     cj["ppl_ratio"] = c.ppl_ratio;
     cj["ppl_ratio_ci95"] = {c.ppl_ratio_lo, c.ppl_ratio_hi};
-    cj["kl"] = {{"mean", c.kl.mean}, {"median", c.kl.median}, {"p90", c.kl.p90}, {"p99", c.kl.p99}, {"max", c.kl.max}};
+    cj["kl"] = {{"mean", c.kl.mean}, {"mean_ci95", {c.kl_ci.lo, c.kl_ci.hi}}, {"median", c.kl.median}, {"p90", c.kl.p90}, {"p99", c.kl.p99}, {"max", c.kl.max}};
     cj["same_top1"] = c.same_top1;
     cj["rms_dp"] = c.rms_dp;
     cj["mean_dp"] = c.mean_dp;

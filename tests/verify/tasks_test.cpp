@@ -143,21 +143,36 @@ TEST(VerifyTasks, AccuracyFlipsAndHtmlReport) {
   std::printf("tasks: base %zu/%zu, Q4_0 %zu/%zu, %zu flips\n", count(base_ok), n, count(cand_ok), n, flips.size());
   EXPECT_FALSE(flips.empty()) << "the question set is meant to contain a flip (question 4)";
 
-  // The HTML report: well-formed XML, two charts each with one labelled point per file.
+  // The HTML report: well-formed XML, two charts each with one labelled point per candidate; the
+  // base is the PPL-ratio chart's reference line at 1, below the point exactly when the ratio is > 1.
   r = test::run_shell(std::string(TEMPER_PYTHON) + " " + test::source_dir() + "/tests/verify/check_report.py " +
                       (dir / "report.html"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const Json html = parse_json(r.out, "check_report.py");
   ASSERT_EQ(html["svgs"].size(), 2u);
   for (const Json& svg : html["svgs"]) {
-    ASSERT_EQ(svg.size(), 2u);
-    EXPECT_EQ(svg[0]["label"], "stories260K-hf-f32");
-    EXPECT_EQ(svg[1]["label"], "stories260K-Q4_0.gguf");
-    EXPECT_GT(svg[1]["cx"].get<double>(), 0);
-    // x = bits per weight: f32 (32) is right of Q4_0 (~4.5 to 6 with its Q6_K/Q8_0 parts).
-    EXPECT_GT(svg[0]["cx"].get<double>(), svg[1]["cx"].get<double>());
+    ASSERT_EQ(svg.size(), 1u);
+    EXPECT_EQ(svg[0]["label"], "Q4_0");
   }
-  EXPECT_EQ(html["circles"].get<int>(), 4);
+  EXPECT_TRUE(html["refs"][0].is_null());
+  ASSERT_FALSE(html["refs"][1].is_null());
+  char bpw[32];
+  std::snprintf(bpw, sizeof bpw, "%.1f", got["base"]["bits_per_weight"].get<double>());
+  EXPECT_EQ(html["refs"][1]["label"], std::string("base (") + bpw + " bits per weight)");
+  const double ratio = got["candidates"][0]["ppl_ratio"].get<double>();
+  EXPECT_EQ(html["svgs"][1][0]["cy"].get<double>() < html["refs"][1]["y"].get<double>(), ratio > 1) << "ratio " << ratio;
+  EXPECT_EQ(html["circles"].get<int>(), 2);
+  // Provenance: each file's SHA-256 as sha256sum prints it; a folder's from its sha256sum listing.
+  auto sha256sum = [](const std::string& cmd) {
+    const test::RunResult s = test::run_shell(cmd);
+    EXPECT_EQ(s.exit_code, 0) << s.err;
+    return s.out.substr(0, 64);
+  };
+  const std::string base_sha = sha256sum("cd " + kBase + " && LC_ALL=C sha256sum * | sha256sum");
+  EXPECT_EQ(got["base"]["sha256"], base_sha);
+  EXPECT_EQ(html["hashes"][kBase], base_sha);
+  EXPECT_EQ(html["hashes"][q4], sha256sum("sha256sum " + q4));
+  EXPECT_EQ(got["text_sha256"], sha256sum("sha256sum " + kText));
   EXPECT_EQ(html["scripts"].get<int>(), 0);
   EXPECT_GE(html["tables"].get<int>(), 1);
 }
