@@ -14,7 +14,7 @@ PACKAGES=(
   python3-numpy python3-h5py python3-torch
   python3-sentencepiece python3-tqdm python3-yaml  # llama.cpp's converter, the tests' reference
   golang-go                                          # Go's text/template renders Ollama templates in the tests
-  chromium                                           # headless screenshots and layout checks of the HTML reports
+  chromium fonts-dejavu-core                         # headless screenshots and layout checks of the HTML reports
   clang libclang-rt-14-dev                           # libFuzzer harnesses and sanitizer runtimes
 )
 # node/npm run the llama.cpp reference; use the machine's own if it has one.
