@@ -5,7 +5,8 @@ Configs are real ones scaled down (hidden 64, 2-6 layers, vocab 512) keeping the
 the features that matter (GQA, head_dim != hidden/heads, sliding patterns, KV sharing, MoE,
 PLE, ...). Weights are seeded random numbers written as safetensors by hand (header JSON +
 raw little-endian bytes), bf16 by default. Each folder also gets the stories260K tokenizer
-(vocab 512) and a generation_config.json.
+(vocab 512) and a generation_config.json. EXTRA_MODELS (variants for single tests) are written
+only when --only names them.
 
     /usr/bin/python3 scripts/tiny_models.py OUT_DIR [--dtype bf16|f32] [--only a,b]
                                             [--sharded [NAME]]

@@ -66,7 +66,10 @@ def main(argv):
     w = R.W(R.load_safetensors(hf_dir), ["model.language_model.", "model."])
     d = Dump(dump_dir)
     H, L, nh, eps = c["hidden_size"], c["num_hidden_layers"], c["num_attention_heads"], c["rms_norm_eps"]
-    types = c["layer_types"]
+    types = c.get("layer_types")
+    if not types:  # Gemma4TextConfig's default: 5 sliding : 1 full, the last layer full
+        types = ["sliding_attention" if (i + 1) % 6 else "full_attention" for i in range(L)]
+        types[-1] = "full_attention"
     first_shared = L - (c.get("num_kv_shared_layers") or 0)
     P = c.get("hidden_size_per_layer_input") or 0
     T = len(ids)
