@@ -6,7 +6,8 @@ checkpoint's F32 GGUF and recomputes every step of every layer in float64 (with 
 of tests/forward/torch_ref.py, the independent HF reference) from llama.cpp's *own* inputs
 to that step. So each check sees only the local error of one op, not the error accumulated
 upstream, and a semantic difference anywhere (a missed norm, the wrong KV donor, a window off
-by one, RoPE pairs, PLE order, softcap) shows as an O(1e-2..1) relative error.
+by one, RoPE pairs, PLE order, expert routing, softcap) shows as an O(1e-2..1) relative
+error. Covers the dense, PLE, KV-shared, K=V and MoE (26B-A4B) layers.
 
     /usr/bin/python3 gemma4_ops_check.py HF_DIR DUMP_DIR TOKENS
 
@@ -97,6 +98,34 @@ def main(argv):
         errs.append(check("inp_per_layer", (proj + tok) * 2.0 ** -0.5, ple, TOL_F32))
     print("inputs: inp_scaled %.2g%s" % (errs[0], "  inp_per_layer %.2g" % errs[1] if P else ""))
 
+    def check_moe(l, p, r, dense):
+        """The 26B-A4B block: dense MLP (down output `dense`) beside the experts. The top-k is
+        taken from llama.cpp's own router logits, so near-ties pick the same experts."""
+        e = {}
+        e["mlp_post_norm_1"] = check("L%d dense branch" % l, R.rms(dense, w(p + "post_feedforward_layernorm_1.weight"), eps),
+                                     d("ffn_mlp-%d" % l, 2), TOL_F32)
+        z = R.rms(r, None, eps) * w(p + "router.scale") * H ** -0.5
+        logits = d("ffn_moe_logits-%d" % l, 2)
+        e["router"] = check("L%d router logits" % l, R.lin(z, w(p + "router.proj.weight")), logits, TOL_F32)
+        e_in = d("ffn_norm_2-%d" % l, 2)
+        e["pre_norm_2"] = check("L%d expert input norm" % l, R.rms(r, w(p + "pre_feedforward_layernorm_2.weight"), eps),
+                                e_in, TOL_F32)
+        topw, topi = torch.topk(torch.softmax(logits, dim=-1), c["top_k_experts"], dim=-1)
+        topw = topw / topw.sum(-1, keepdim=True) * w(p + "router.per_expert_scale")[topi]
+        gu_all, down_all = w(p + "experts.gate_up_proj"), w(p + "experts.down_proj")
+        out = torch.zeros_like(r)
+        for t in range(r.shape[0]):
+            for k in range(topi.shape[1]):
+                gg, uu = R.lin(e_in[t], gu_all[int(topi[t, k])]).chunk(2, dim=-1)
+                out[t] += topw[t, k] * R.lin(gelu_ggml(gg) * uu, down_all[int(topi[t, k])])
+        e["experts (ggml f16 GELU)"] = check("L%d experts" % l, out, d("ffn_moe_out-%d" % l, 2), TOL_GELU)
+        e["post_norm_2"] = check("L%d expert branch" % l,
+                                 R.rms(d("ffn_moe_out-%d" % l, 2), w(p + "post_feedforward_layernorm_2.weight"), eps),
+                                 d("ffn_moe-%d" % l, 2), TOL_F32)
+        e["sum"] = check("L%d branch sum" % l, d("ffn_mlp-%d" % l, 2) + d("ffn_moe-%d" % l, 2),
+                         d("ffn_moe_combined-%d" % l, 2), TOL_F32)
+        return e
+
     for l in range(L):
         p = "layers.%d." % l
         sliding = types[l] == "sliding_attention"
@@ -131,7 +160,8 @@ def main(argv):
         r = x + R.rms(a, w(p + "post_attention_layernorm.weight"), eps)
         e["attention"] = check("L%d attention (KV of layer %d)" % (l, donor), r, d("attn_out-%d" % l, 2), TOL_F32)
         r = d("attn_out-%d" % l, 2)
-        n = d("ffn_norm-%d" % l, 2)
+        moe = w.has(p + "router.proj.weight")
+        n = d(("ffn_norm_1-%d" if moe else "ffn_norm-%d") % l, 2)
         e["ffn_norm"] = check("L%d ffn_norm" % l, R.rms(r, w(p + "pre_feedforward_layernorm.weight"), eps), n, TOL_F32)
         g, u = d("ffn_gate-%d" % l, 2), d("ffn_up-%d" % l, 2)
         e["gate_up"] = max(check("L%d ffn_gate" % l, R.lin(n, w(p + "mlp.gate_proj.weight")), g, TOL_F32),
@@ -140,8 +170,13 @@ def main(argv):
         # For scale, not checked: the same step with the exact GELU that HF and temper use.
         e["(exact GELU)"] = rel_err(R.gelu_tanh(g) * u, d("ffn_geglu-%d" % l, 2))
         m = R.lin(d("ffn_geglu-%d" % l, 2), w(p + "mlp.down_proj.weight"))
-        e["ffn_down"] = check("L%d ffn_down" % l, m, d("ffn_out-%d" % l, 2), TOL_F32)
-        y = r + R.rms(d("ffn_out-%d" % l, 2), w(p + "post_feedforward_layernorm.weight"), eps)
+        if moe:
+            e.update(check_moe(l, p, r, m))
+            m = d("ffn_moe_combined-%d" % l, 2)
+        else:
+            e["ffn_down"] = check("L%d ffn_down" % l, m, d("ffn_out-%d" % l, 2), TOL_F32)
+            m = d("ffn_out-%d" % l, 2)
+        y = r + R.rms(m, w(p + "post_feedforward_layernorm.weight"), eps)
         out = y
         if P:
             e["ffn_residual"] = check("L%d ffn residual" % l, y, d("pe_in-%d" % l, 2), TOL_F32)

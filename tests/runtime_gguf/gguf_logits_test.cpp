@@ -213,8 +213,9 @@ TEST(GgufRuntime, F32GgufMatchesHfFolderAndLlamaCpp) {
 
 // Why Gemma 4 agrees less closely than llama/qwen3 above (gemma4-e2b 0.025 at logits ~19,
 // llama 1e-6 relative): precision, not a difference in semantics. llama.cpp runs temper's F32
-// GGUF of the dense Gemma 4 checkpoints (E2B: PLE, KV sharing, double-wide MLP, softcap; 31B:
-// K=V full layers; E2B without softcap) with its intermediate tensors written out
+// GGUF of the tiny Gemma 4 checkpoints (E2B: PLE, KV sharing, double-wide MLP, softcap; E2B
+// without softcap; 26B-A4B: experts beside the MLP; 31B: K=V full layers) with its
+// intermediate tensors written out
 // (llama_tensor_dump), and gemma4_ops_check.py recomputes every op of every layer in float64
 // from llama.cpp's own inputs to that op, with HF's semantics (torch_ref.py's pieces). Every op
 // agrees to f32 rounding (observed <= 1.6e-6 relative; tolerance 3e-5, derived in the script)
@@ -223,7 +224,7 @@ TEST(GgufRuntime, F32GgufMatchesHfFolderAndLlamaCpp) {
 // gap is that f16 GELU rounding, amplified by these random checkpoints' sensitivity (see
 // docs/gemma4-llama-cpp-agreement.md). A window off by one moves the attention step by 0.27.
 TEST(GgufRuntime, Gemma4OpsMatchHfFromLlamaCppInputs) {
-  const std::vector<std::string> names = {"gemma4-e2b", "gemma4-e2b-nocap", "gemma4-31b"};
+  const std::vector<std::string> names = {"gemma4-e2b", "gemma4-e2b-nocap", "gemma4-26b-a4b", "gemma4-31b"};
   TempDir dir;
   std::string only, ids;
   for (const std::string& n : names) only += (only.empty() ? "" : ",") + n;
