@@ -151,6 +151,13 @@ void gemma4_parameters(ArchKvContext& c) {
   const double factor = prf ? prf->get<double>() : 1.0;
   c.kv.set(c.key("rope.dimension_count"), u32_of(Json(int64_t(head_dim_full->get<double>())), "global_head_dim"));
   c.kv.set(c.key("rope.dimension_count_swa"), u32_of(Json(int64_t(head_dim_swa.get<double>() * factor)), "head_dim"));
+
+  // Deliberately unlike the converter (which writes the key only when set): llama.cpp's gemma4
+  // loader keeps its default of 30 when the key is absent (llama-hparams.h:136,
+  // f_final_logit_softcapping = 30.0f), so a config without a softcap would be capped at 30.
+  // An explicit 0 turns the cap off there (gemma4.cpp: `if (f_final_logit_softcapping)`).
+  if (const Json* cap = hp.get("final_logit_softcapping"); !cap || !truthy(*cap))
+    c.kv.set(c.key("final_logit_softcapping"), GgufValue::scalar<float>(0.0f));
 }
 
 // ---- Qwen3Model / Qwen3MoeModel ---------------------------------------------------------

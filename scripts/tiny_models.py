@@ -5,7 +5,8 @@ Configs are real ones scaled down (hidden 64, 2-6 layers, vocab 512) keeping the
 the features that matter (GQA, head_dim != hidden/heads, sliding patterns, KV sharing, MoE,
 PLE, ...). Weights are seeded random numbers written as safetensors by hand (header JSON +
 raw little-endian bytes), bf16 by default. Each folder also gets the stories260K tokenizer
-(vocab 512) and a generation_config.json.
+(vocab 512) and a generation_config.json. EXTRA_MODELS (variants for single tests) are written
+only when --only names them.
 
     /usr/bin/python3 scripts/tiny_models.py OUT_DIR [--dtype bf16|f32] [--only a,b]
                                             [--sharded [NAME]]
@@ -361,8 +362,10 @@ def build(name):
         w = Weights(seed, 0.0)
         gemma3_weights(w, c)
     elif name.startswith("gemma4"):
-        c = {"gemma4-e2b": gemma4_e2b_config, "gemma4-26b-a4b": gemma4_26b_config,
-             "gemma4-31b": gemma4_31b_config}[name]()
+        c = {"gemma4-e2b": gemma4_e2b_config, "gemma4-e2b-nocap": gemma4_e2b_config,
+             "gemma4-26b-a4b": gemma4_26b_config, "gemma4-31b": gemma4_31b_config}[name]()
+        if name == "gemma4-e2b-nocap":  # no final softcap (llama.cpp's default would be 30)
+            c["text_config"]["final_logit_softcapping"] = None
         w = Weights(seed, 1.0)
         gemma4_weights(w, c, shared_kv_extras=name == "gemma4-e2b")
     elif name in ("qwen3", "qwen3moe"):
@@ -376,6 +379,8 @@ def build(name):
 
 MODELS = ["llama", "llama-tied", "llama-wide", "gemma3", "gemma4-e2b", "gemma4-26b-a4b", "gemma4-31b",
           "qwen3", "qwen3moe"]
+# Variants written only when asked for by --only.
+EXTRA_MODELS = ["gemma4-e2b-nocap"]
 
 
 def write_model(out_dir, name, dtype, sharded):
@@ -400,14 +405,14 @@ def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out_dir")
     ap.add_argument("--dtype", choices=["bf16", "f32"], default="bf16")
-    ap.add_argument("--only", help="comma-separated subset of: " + ", ".join(MODELS))
+    ap.add_argument("--only", help="comma-separated subset of: " + ", ".join(MODELS + EXTRA_MODELS))
     ap.add_argument("--sharded", nargs="?", const="llama", default=None, metavar="NAME",
                     help="write NAME (default llama) as 2 shards + model.safetensors.index.json")
     args = ap.parse_args(argv)
     names = args.only.split(",") if args.only else MODELS
     for n in names:
-        if n not in MODELS:
-            ap.error("unknown model '%s'; choose from %s" % (n, ", ".join(MODELS)))
+        if n not in MODELS + EXTRA_MODELS:
+            ap.error("unknown model '%s'; choose from %s" % (n, ", ".join(MODELS + EXTRA_MODELS)))
     if args.sharded and args.sharded not in MODELS:
         ap.error("unknown model '%s' for --sharded" % args.sharded)
     for n in names:
