@@ -41,11 +41,24 @@ if [[ "${SKIP_LLAMA_TOOLS:-0}" != 1 ]]; then
   libs=(-L"$bins" -l:libllama-common.so -l:libllama.v0.5.0.so -l:libggml.v0.5.0.so -l:libggml-base.so
         "-Wl,-rpath,\$ORIGIN/$rel_bins")
   # tool name, then its sources
-  tools=("llama-perplexity tools/perplexity/main.cpp tools/perplexity/perplexity.cpp"
+  # llama-perplexity's own main returns without draining llama.cpp's asynchronous logger, whose
+  # last lines (the final estimate) are then sometimes lost on a busy machine (the logger is
+  # leaked on purpose, llama.cpp issue 22142); this main drains it before exiting.
+  mkdir -p "$dir/tools"
+  cat >"$dir/tools/perplexity_main.cpp" <<'CPP'
+#include "log.h"
+int llama_perplexity(int argc, char ** argv);
+int main(int argc, char ** argv) {
+    const int rc = llama_perplexity(argc, argv);
+    common_log_pause(common_log_main());  // waits until every queued line is written
+    return rc;
+}
+CPP
+  tools=("llama-perplexity $dir/tools/perplexity_main.cpp tools/perplexity/perplexity.cpp"
          "llama-imatrix tools/imatrix/imatrix.cpp"
          "llama-bench tools/llama-bench/main.cpp tools/llama-bench/llama-bench.cpp"
          "llama-quantize tools/quantize/main.cpp tools/quantize/quantize.cpp")
-  stamp="$(git -C "$src" rev-parse HEAD) $(g++ -dumpfullversion) ${flags[*]} ${libs[*]} ${tools[*]}"
+  stamp="$(git -C "$src" rev-parse HEAD) $(g++ -dumpfullversion) ${flags[*]} ${libs[*]} ${tools[*]} $(sha256sum <"$dir/tools/perplexity_main.cpp")"
   built=1
   for t in "${tools[@]}"; do [[ -x "$out/${t%% *}" ]] || built=0; done
   if [[ $built == 0 ]] || [[ "$(cat "$dir/tools/stamp" 2>/dev/null)" != "$stamp" ]]; then
