@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <memory>
 #include <optional>
 
 #include "core/error.h"
@@ -70,6 +71,13 @@ CompareReport run_compare(const CompareOptions& opts) {
   }
   std::optional<BaseReference> saved;
   if (!opts.base_ref.empty()) saved = load_base_reference(opts.base_ref);
+  std::unique_ptr<AtomicOutput> ref_out;  // made now: an unwritable path should not cost a base pass
+  if (!opts.save_base.empty()) {
+    std::vector<std::string> inputs = {opts.base, opts.text};
+    inputs.insert(inputs.end(), opts.candidates.begin(), opts.candidates.end());
+    if (!opts.tasks.empty()) inputs.push_back(opts.tasks);
+    ref_out = std::make_unique<AtomicOutput>(opts.save_base, /*overwrite=*/true, inputs);
+  }
   CompareReport r;
   r.opts = opts;
   if (!opts.tasks.empty()) r.tasks = load_tasks(opts.tasks);
@@ -101,13 +109,10 @@ CompareReport run_compare(const CompareOptions& opts) {
       if (!r.tasks.empty()) r.base.tasks = run_tasks(*base, r.tasks, opts.task_tokens);
     }
     fill_model(r.base, *base, nll);
-    if (!opts.save_base.empty()) {
+    if (ref_out) {
       BaseReference out = run_identity(opts, *base, st);
       out.store = std::move(ref);
-      std::vector<std::string> inputs = {opts.base, opts.text};
-      inputs.insert(inputs.end(), opts.candidates.begin(), opts.candidates.end());
-      if (!opts.tasks.empty()) inputs.push_back(opts.tasks);
-      save_base_reference(opts.save_base, out, inputs);
+      save_base_reference(*ref_out, out);
       ref = std::move(out.store);
       info("wrote the base's top-", ref.k(), " reference to ", opts.save_base);
     }

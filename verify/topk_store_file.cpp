@@ -177,8 +177,8 @@ std::string hash_tokens(std::span<const int32_t> tokens) {
   return h.hex_digest();
 }
 
-void save_base_reference(const std::string& path, const BaseReference& ref, std::span<const std::string> inputs) {
-  AtomicOutput out(path, /*overwrite=*/true, inputs);
+void save_base_reference(AtomicOutput& out, const BaseReference& ref) {
+  const std::string& path = out.final_path();
   {
     std::lock_guard lock(h5::library_mutex());
     h5::init_library();

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/file.h"
 #include "topk_store.h"
 #include "windows.h"
 
@@ -33,9 +34,9 @@ struct BaseReference {
   TopkStore store{1};
 };
 
-// Writes `ref` to `path` atomically (temporary file + rename); never over one of `inputs`.
-// Overwrites an existing file at `path` (it is an output).
-void save_base_reference(const std::string& path, const BaseReference& ref, std::span<const std::string> inputs);
+// Writes `ref` into `out`'s temporary file and commits it (renamed to its final name only when
+// complete). `out` is made by the caller before the base pass, so a bad path fails early.
+void save_base_reference(AtomicOutput& out, const BaseReference& ref);
 
 // Reads a file written by save_base_reference. Throws Error naming the file and the object at
 // fault (not HDF5, another format or version, inconsistent sizes).

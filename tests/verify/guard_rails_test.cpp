@@ -145,6 +145,9 @@ TEST_F(GuardRails, BaseReferenceMismatchIsRefused) {
   expect_error(cmp + tail + " --base-ref " + kText, {"base reference " + kText, "not an HDF5 file"});
   expect_error(cmp + tail + " --base-ref " + (*dir_ / "missing.h5"), {"missing.h5", "no such file"});
   expect_error(cmp + tail + " --base-ref " + ref + " --save-base " + (*dir_ / "x.h5"), {"cannot be combined"});
+  // --save-base never overwrites an input, and a bad path fails before the base pass.
+  expect_error(cmp + tail + " --save-base " + gguf("Q8_0"), {gguf("Q8_0"), "refusing to overwrite an input"});
+  expect_error(cmp + tail + " --save-base " + (*dir_ / "no/such/dir/r.h5"), {"does not exist"});
 }
 
 }  // namespace
