@@ -78,6 +78,17 @@ TEST_F(GuardRails, ChunksAndMaxTokens) {
   expect_error(base + " --chunks 0", {"--chunks"});
 }
 
+// compare takes the same scoring options: its base PPL under --protocol llama is eval's.
+TEST_F(GuardRails, CompareScoresWhatEvalScores) {
+  const std::string opts = " --text " + kText + " --ctx 128 --protocol llama --chunks 4";
+  const Json e = run_json("eval " + gguf("F32") + opts);
+  const Json c = run_json("compare " + gguf("F32") + " " + gguf("Q8_0") + opts);
+  EXPECT_EQ(c["protocol"], "llama");
+  EXPECT_EQ(c["n_scored"].get<int>(), 4 * 63);
+  EXPECT_EQ(e["n_scored"], c["n_scored"]);
+  EXPECT_NEAR(c["base"]["ppl"].get<double>(), e["ppl"].get<double>(), 1e-12 * e["ppl"].get<double>());
+}
+
 // --save-base writes the reference; --base-ref gives the very same numbers without running the
 // base. The file is read back with h5py, and its hashes recomputed with Python's hashlib.
 TEST_F(GuardRails, BaseReferenceRoundTrip) {
