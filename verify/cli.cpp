@@ -16,28 +16,47 @@
 namespace temper {
 using namespace verify;
 
+namespace {
+
+// The options that decide what is scored, shared by eval and compare.
+void add_scoring_options(CLI::App* cmd, ScoringSpec& s, std::string& protocol) {
+  cmd->add_option("--ctx", s.ctx, "Window (chunk) length in tokens, BOS included")->capture_default_str();
+  cmd->add_option("--stride", s.stride,
+                  "Windows protocol: start a window every N text tokens (default: ctx-1, non-overlapping, every "
+                  "token scored); smaller strides score each window's second half");
+  cmd->add_option("--protocol", protocol,
+                  "windows: [BOS]+text windows, every prediction scored; llama: llama-perplexity's chunks (whole "
+                  "text tokenized with BOS, back-to-back ctx-token chunks starting with BOS, second half scored)")
+      ->check(CLI::IsMember({"windows", "llama"}))
+      ->capture_default_str();
+  cmd->add_option("--chunks", s.chunks, "Score only the first N windows (llama: chunks), like llama-perplexity --chunks")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-tokens", s.max_tokens,
+                  "Use only the first N tokens of the tokenized text (llama protocol: BOS included)")
+      ->check(CLI::PositiveNumber);
+}
+
+Protocol parse_protocol(const std::string& name) { return name == "llama" ? Protocol::kLlama : Protocol::kWindows; }
+
+}  // namespace
+
 void add_eval_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("eval", "Perplexity of a model over a text file");
   auto o = std::make_shared<EvalOptions>();
+  auto protocol = std::make_shared<std::string>("windows");
   auto json = std::make_shared<bool>(false);
   cmd->add_option("model", o->model, "Hugging Face folder, temper checkpoint (.h5) or GGUF")->required();
   cmd->add_option("--text", o->text, "UTF-8 text file to score")->required();
-  cmd->add_option("--ctx", o->ctx, "Window length in tokens, BOS included")->capture_default_str();
-  cmd->add_option("--stride", o->stride,
-                  "Start a window every N text tokens (default: ctx-1, non-overlapping, every token scored); "
-                  "smaller strides score each window's second half");
+  add_scoring_options(cmd, o->scoring, *protocol);
   cmd->add_flag("--json", *json, "Print the result as JSON on stdout");
-  cmd->callback([o, json] {
+  cmd->callback([o, protocol, json] {
     if (*json) set_log_level(LogLevel::kQuiet);
+    o->scoring.protocol = parse_protocol(*protocol);
     const EvalReport r = run_eval(*o);
-    if (*json) {
+    if (*json)
       std::printf("%s\n", eval_json(r).dump(2).c_str());
-      return;
-    }
-    std::printf("%s on %s: %zu tokens, %zu scored (ctx %d, stride %d)\n", r.model.c_str(), r.text.c_str(),
-                r.n_text_tokens, r.n_scored, r.ctx, r.stride);
-    std::printf("mean NLL %.6f nats, PPL %.4f (95%% CI %.4f - %.4f), %s\n", r.nll.mean, r.ppl, r.ppl_lo, r.ppl_hi,
-                human_duration(r.seconds).c_str());
+    else
+      print_eval(r);
   });
 }
 
@@ -48,19 +67,32 @@ void add_compare_command(CLI::App& app) {
   auto models = std::make_shared<std::vector<std::string>>();
   auto html = std::make_shared<std::string>();
   auto json = std::make_shared<bool>(false);
+  auto scoring = std::make_shared<ScoringSpec>();
+  auto protocol = std::make_shared<std::string>("windows");
   cmd->add_option("models", *models, "BASE then one or more CANDIDATEs (HF folder, .h5 or GGUF)")->required();
   cmd->add_option("--text", o->text, "UTF-8 text file to score")->required();
-  cmd->add_option("--ctx", o->ctx, "Window length in tokens, BOS included")->capture_default_str();
-  cmd->add_option("--stride", o->stride, "Start a window every N text tokens (default: non-overlapping)");
+  add_scoring_options(cmd, *scoring, *protocol);
   cmd->add_option("--top-k", o->top_k, "Base log-probs kept per token for the KL estimate")->capture_default_str();
   cmd->add_option("--tasks", o->tasks,
                   "JSONL questions: {\"question\",\"answer\"} (exact match) or {\"question\",\"choices\",\"answer\": index}");
   cmd->add_option("--task-tokens", o->task_tokens, "Tokens generated per exact-match question")->capture_default_str();
+  cmd->add_option("--save-base", o->save_base,
+                  "Save the base's top-k reference (HDF5, with the options and the base's and text's SHA-256) for "
+                  "later runs with --base-ref; candidates are optional then");
+  cmd->add_option("--base-ref", o->base_ref,
+                  "Use a reference saved by --save-base instead of running BASE (BASE is hashed and must match, "
+                  "as must the text and the scoring options)");
   cmd->add_option("--html", *html, "Write a self-contained HTML report (chart + tables)");
   cmd->add_flag("--json", *json, "Print the result as JSON on stdout");
-  cmd->callback([o, models, html, json] {
-    TEMPER_CHECK(models->size() >= 2, "compare needs a base model and at least one candidate, got ", models->size(),
+  cmd->callback([o, models, scoring, protocol, html, json] {
+    TEMPER_CHECK(models->size() >= 2 || (models->size() == 1 && !o->save_base.empty()),
+                 "compare needs a base model and at least one candidate (or --save-base), got ", models->size(),
                  " model path(s)");
+    o->ctx = scoring->ctx;
+    o->stride = scoring->stride;
+    o->protocol = parse_protocol(*protocol);
+    o->chunks = scoring->chunks;
+    o->max_tokens = scoring->max_tokens;
     o->base = models->front();
     o->candidates.assign(models->begin() + 1, models->end());
     if (*json) set_log_level(LogLevel::kQuiet);

@@ -9,6 +9,7 @@
 #include "core/json.h"
 #include "metrics.h"
 #include "tasks.h"
+#include "windows.h"
 
 namespace temper::verify {
 
@@ -18,9 +19,15 @@ struct CompareOptions {
   std::string text;
   int ctx = 512;
   int stride = 0;
+  Protocol protocol = Protocol::kWindows;
+  int chunks = 0;         // see ScoringSpec
+  size_t max_tokens = 0;
   int top_k = 64;  // 64 keeps the KL estimate within 1% even on flat 512-token distributions
   std::string tasks;      // JSONL question set ("" = none)
   int task_tokens = 256;  // generation budget per exact-match question
+  std::string save_base;  // write the base's top-k reference here (topk_store_file.h)
+  std::string base_ref;   // use this saved reference instead of running the base
+  ScoringSpec scoring() const { return {ctx, stride, protocol, chunks, max_tokens}; }
 };
 
 struct ModelSummary {
@@ -54,6 +61,7 @@ struct CompareReport {
   int stride = 0;
   size_t n_text_tokens = 0, n_scored = 0;
   uint64_t reference_bytes = 0;  // memory held by the top-k reference
+  std::vector<std::string> warnings;
   ModelSummary base;
   std::vector<CandidateSummary> candidates;
   std::vector<TaskItem> tasks;

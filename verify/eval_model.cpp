@@ -27,13 +27,13 @@ forward::LoadOptions load_options_for(const OpenedModel& m) {
 
 }  // namespace
 
-std::unique_ptr<EvalModel> load_eval_model(const std::string& path) {
+std::unique_ptr<EvalModel> load_eval_model(const std::string& path, bool with_weights) {
   auto m = std::make_unique<EvalModel>();
   m->path = path;
   try {
     if (!fs::exists(path)) fail("no such file or folder");
     m->opened = open_model(path);
-    m->model = forward::Model::load(*m->opened.tensors, m->opened.desc, load_options_for(m->opened));
+    if (with_weights) m->model = forward::Model::load(*m->opened.tensors, m->opened.desc, load_options_for(m->opened));
     const TokenizerSource src =
         m->opened.format == ModelFormat::kGguf ? TokenizerSource::kGguf : TokenizerSource::kAuto;
     m->tok = std::make_unique<Tokenizer>(Tokenizer::from_assets(m->opened.desc.tokenizer, src));

@@ -15,17 +15,19 @@ namespace temper::verify {
 struct EvalModel {
   std::string path;
   OpenedModel opened;
-  std::unique_ptr<forward::Model> model;
+  std::unique_ptr<forward::Model> model;  // null when opened without weights
   std::unique_ptr<Tokenizer> tok;
   uint64_t file_bytes = 0;  // weight files only (*.safetensors of a folder; the .h5 / .gguf file)
   uint64_t n_params = 0;    // elements of every stored tensor
-  int n_vocab() const { return model->config().n_vocab; }
+  int n_vocab() const { return opened.desc.config.n_vocab; }
+  int n_ctx_train() const { return opened.desc.config.n_ctx_train; }
   double bits_per_weight() const { return n_params ? 8.0 * double(file_bytes) / double(n_params) : 0; }
   const std::string& chat_template() const { return opened.desc.chat_template; }
 };
 
-// Throws Error "cannot load model PATH: <reason>".
-std::unique_ptr<EvalModel> load_eval_model(const std::string& path);
+// Throws Error "cannot load model PATH: <reason>". Without `with_weights` only the headers and the
+// tokenizer are read (the size facts, the tokenizer and the config, but no forward pass).
+std::unique_ptr<EvalModel> load_eval_model(const std::string& path, bool with_weights = true);
 
 // The text file's tokens (no BOS/EOS added). Throws Error naming a missing or empty file.
 std::vector<int32_t> tokenize_text_file(const Tokenizer& tok, const std::string& path);

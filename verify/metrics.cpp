@@ -52,4 +52,11 @@ MeanCI RunningMean::ci95() const {
   return c;
 }
 
+double RunningMean::standard_error() const {
+  if (n_ < 2) return 0;
+  const double mean = sum_ / double(n_);
+  const double var = sum2_ / double(n_) - mean * mean;
+  return var > 0 ? std::sqrt(var / double(n_ - 1)) : 0;
+}
+
 }  // namespace temper::verify

@@ -27,7 +27,11 @@ class RunningMean {
  public:
   void add(double x) { n_ += 1; sum_ += x; sum2_ += x * x; }
   size_t n() const { return n_; }
+  double mean() const { return n_ ? sum_ / double(n_) : 0; }
   MeanCI ci95() const;
+  // Standard error of the mean, computed as llama-perplexity does: sqrt((E[x^2] - E[x]^2) / (n - 1)),
+  // i.e. the sample standard deviation over sqrt(n). 0 for fewer than 2 values.
+  double standard_error() const;
 
  private:
   size_t n_ = 0;

@@ -47,6 +47,11 @@ Json compare_json(const CompareReport& r) {
             {"reference_bytes", r.reference_bytes}, {"seconds", r.seconds}, {"base", model_json(r.base)},
             {"text_sha256", r.text_sha256}};
   if (!r.tasks.empty()) j["tasks_file"] = r.opts.tasks, j["tasks_sha256"] = r.tasks_sha256;
+  j["protocol"] = protocol_name(r.opts.protocol);
+  if (r.opts.chunks > 0) j["chunks"] = r.opts.chunks;
+  if (r.opts.max_tokens > 0) j["max_tokens"] = r.opts.max_tokens;
+  if (!r.opts.base_ref.empty()) j["base_ref"] = r.opts.base_ref;
+  j["warnings"] = r.warnings;
   j["candidates"] = Json::array();
   for (const CandidateSummary& c : r.candidates) {
     Json cj = model_json(c);
@@ -73,8 +78,9 @@ Json compare_json(const CompareReport& r) {
 }
 
 void print_compare_table(const CompareReport& r) {
-  std::printf("%s: %zu tokens, %zu scored (ctx %d, stride %d); base top-%d reference\n\n", r.opts.text.c_str(),
-              r.n_text_tokens, r.n_scored, r.opts.ctx, r.stride, r.opts.top_k);
+  std::printf("%s: %zu tokens, %zu scored (%s protocol, ctx %d, stride %d); base top-%d reference%s\n\n",
+              r.opts.text.c_str(), r.n_text_tokens, r.n_scored, protocol_name(r.opts.protocol), r.opts.ctx, r.stride,
+              r.opts.top_k, r.opts.base_ref.empty() ? "" : cat(" from ", r.opts.base_ref).c_str());
   std::printf("%-36s %10s %6s %22s %22s %9s %9s %9s %9s %7s %7s %7s\n", "model", "size", "bpw", "PPL [95% CI]",
               "PPL ratio [95% CI]", "KL mean", "KL med", "KL p99", "KL max", "top-1", "RMS dp", "tasks");
   auto ci = [](double v, double lo, double hi, int prec) {

@@ -23,12 +23,12 @@ double rest_mass(std::span<const float> logits, double lse, std::span<const int3
 }  // namespace
 
 uint64_t TopkStore::bytes() const {
-  return ids_.size() * sizeof(int32_t) + logp_.size() * sizeof(float) + log_rest_.size() * sizeof(float) +
-         nll_.size() * sizeof(double);
+  return a_.ids.size() * sizeof(int32_t) + a_.logp.size() * sizeof(float) + a_.log_rest.size() * sizeof(float) +
+         a_.nll.size() * sizeof(double);
 }
 
 void TopkStore::add(std::span<const float> logits, int32_t target) {
-  if (nll_.empty()) k_ = std::min<int>(k_, int(logits.size()));
+  if (a_.nll.empty()) k_ = std::min<int>(k_, int(logits.size()));
   const double lse = log_sum_exp(logits);
   thread_local std::vector<int32_t> order;
   order.resize(logits.size());
@@ -38,23 +38,23 @@ void TopkStore::add(std::span<const float> logits, int32_t target) {
   });
   const std::span<const int32_t> top(order.data(), size_t(k_));
   for (int32_t id : top) {
-    ids_.push_back(id);
-    logp_.push_back(float(double(logits[size_t(id)]) - lse));
+    a_.ids.push_back(id);
+    a_.logp.push_back(float(double(logits[size_t(id)]) - lse));
   }
   const double rest = rest_mass(logits, lse, top);
-  log_rest_.push_back(rest > 0 ? float(std::log(rest)) : -std::numeric_limits<float>::infinity());
-  nll_.push_back(lse - double(logits[size_t(target)]));
+  a_.log_rest.push_back(rest > 0 ? float(std::log(rest)) : -std::numeric_limits<float>::infinity());
+  a_.nll.push_back(lse - double(logits[size_t(target)]));
 }
 
 double TopkStore::kl(size_t t, std::span<const float> cand_logits, double cand_lse) const {
-  const std::span<const int32_t> top(&ids_[t * size_t(k_)], size_t(k_));
+  const std::span<const int32_t> top(&a_.ids[t * size_t(k_)], size_t(k_));
   double kl = 0;
   for (int i = 0; i < k_; ++i) {
-    const double lp = logp_[t * size_t(k_) + size_t(i)];
+    const double lp = a_.logp[t * size_t(k_) + size_t(i)];
     const double lq = double(cand_logits[size_t(top[size_t(i)])]) - cand_lse;
     kl += std::exp(lp) * (lp - lq);
   }
-  const double log_rest_p = log_rest_[t];
+  const double log_rest_p = a_.log_rest[t];
   if (std::isfinite(log_rest_p)) {
     const double rest_q = rest_mass(cand_logits, cand_lse, top);
     kl += rest_q > 0 ? std::exp(log_rest_p) * (log_rest_p - std::log(rest_q))
@@ -68,8 +68,8 @@ void TopkStore::accumulate(size_t t, std::span<const float> cand_logits, int32_t
   const double lse = log_sum_exp(cand_logits);
   const double nll = lse - double(cand_logits[size_t(target)]);
   s.nll.add(nll);
-  s.nll_diff.add(nll - nll_[t]);
-  const double dp = std::exp(-nll) - std::exp(-nll_[t]);
+  s.nll_diff.add(nll - a_.nll[t]);
+  const double dp = std::exp(-nll) - std::exp(-a_.nll[t]);
   s.dp.add(dp);
   s.dp2.add(dp * dp);
   s.kl.push_back(float(kl(t, cand_logits, lse)));
