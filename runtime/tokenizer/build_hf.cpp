@@ -34,12 +34,13 @@ auto at_key(const std::string& where, F&& fn) -> decltype(fn()) {
   }
 }
 
-// j[i] of a JSON list, named `where` in errors.
+// `j`, which must be a JSON list (named `where` in the error).
 const Json& list_of(const Json& j, const std::string& where) {
   TEMPER_CHECK(j.is_array(), kFile, ": ", where, " must be a list, got ", escaped(j.dump()));
   return j;
 }
 
+// A token id: an integer below 2^26 (the vocabulary is a dense array indexed by it).
 int32_t id_of(const Json& j, const std::string& where) {
   TEMPER_CHECK(j.is_number_integer() && j.get<int64_t>() >= 0 && j.get<int64_t>() < (1 << 26), kFile, ": ", where,
                " must be a token id (an integer in 0..2^26), got ", escaped(j.dump()));

@@ -65,8 +65,9 @@ TEST(VerifyBadInput, TaskLongerThanTheContextIsRefused) {
   for (int i = 0; i < 20000; ++i) long_choice += "a ";
   test::write_file(d / "t.jsonl", R"({"question": "2+2?", "choices": ["4", "5"], "answer": 0})" "\n"
                                   R"({"question": "Which?", "choices": [")" + long_choice + R"(", "b"], "answer": 0})" "\n");
+  test::write_file(d / "short.txt", "Once upon a time, there was a little girl named Lily. She loved to play outside.");
   const auto t0 = std::chrono::steady_clock::now();
-  expect_error("compare " + kBase + " " + kBase + " --text " + kText + " --ctx 64 --tasks " + (d / "t.jsonl"),
+  expect_error("compare " + kBase + " " + kBase + " --text " + (d / "short.txt") + " --ctx 16 --tasks " + (d / "t.jsonl"),
                {d / "t.jsonl" + ":2", "context of 512"});
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 30.0);
 }
