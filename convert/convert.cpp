@@ -16,6 +16,7 @@
 #include "formats/safetensors.h"
 #include "model/model_desc.h"
 #include "read_pipe.h"
+#include "tokenizer/tokenizer.h"
 
 namespace temper {
 namespace fs = std::filesystem;
@@ -93,9 +94,18 @@ ConvertReport convert_hf_to_checkpoint(const ConvertOptions& opts) {
   const std::string dir = is_directory(opts.input) ? opts.input : fs::path(opts.input).parent_path().string();
   TEMPER_CHECK(file_exists(opts.input), opts.input, ": no such file or folder");
 
-  ModelDescription desc = load_hf_description(dir.empty() ? "." : dir);
+  // The safetensors headers first: the config is checked against the tensors before the
+  // tokenizer is read (a vocab_size the embedding does not have must not be padded to).
   auto st = SafetensorsModel::open(opts.input);
+  ModelDescription desc = load_hf_description(dir.empty() ? "." : dir, st->tensors());
   Plan plan = plan_tensors(desc, *st);
+  // Build the tokenizer once, as eval/generate will: a checkpoint holding a tokenizer that
+  // cannot load must not be written.
+  try {
+    (void)Tokenizer::from_assets(desc.tokenizer);
+  } catch (const Error& e) {
+    fail(dir.empty() ? "." : dir, ": the tokenizer cannot be built: ", e.what());
+  }
 
   desc.provenance.source = canonical_path(dir.empty() ? "." : dir);
   desc.provenance.files = st->shard_files();

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "core/error.h"
+#include "core/escape.h"
 #include "core/half.h"
 #include "quant/quant.h"
 #include "quantize/policy.h"
@@ -116,6 +117,9 @@ std::vector<GgufTensorPlan> plan_gguf_tensors(const OpenedModel& model) {
       TEMPER_CHECK(!e.required, "model is missing required tensor '", e.hf_name, "'");
       continue;
     }
+    // The slab and permutation arithmetic below divides by these dims.
+    TEMPER_CHECK(src->shape == e.shape, "tensor '", escaped(src->name), "' has shape ", shape_str(src->shape),
+                 ", but the config implies ", shape_str(e.shape));
     auto it = by_name.find(e.gguf_name);
     if (it != by_name.end()) {  // another expert of a stacked tensor
       GgufTensorPlan& p = plans[it->second];

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/escape.h"
 #include "core/file.h"
 #include "formats/gguf.h"
 
@@ -26,10 +27,10 @@ Imatrix load_gguf_imatrix(const std::string& path) {
     if (!t.name.ends_with(".in_sum2")) continue;
     const std::string weight = t.name.substr(0, t.name.size() - 8);
     const TensorInfo* counts = f.find(weight + ".counts");
-    TEMPER_CHECK(counts, path, ": '", t.name, "' has no matching '", weight, ".counts'");
-    TEMPER_CHECK(t.dtype == DType::kF32 && counts->dtype == DType::kF32, path, ": '", weight, "' entries must be f32");
+    TEMPER_CHECK(counts, path, ": '", escaped(t.name), "' has no matching '", escaped(weight), ".counts'");
+    TEMPER_CHECK(t.dtype == DType::kF32 && counts->dtype == DType::kF32, path, ": '", escaped(weight), "' entries must be f32");
     const uint64_t n_mat = counts->numel(), n = t.numel();
-    TEMPER_CHECK(n_mat > 0 && n % n_mat == 0, path, ": '", weight, "': ", n, " sums do not split into ", n_mat, " matrices");
+    TEMPER_CHECK(n_mat > 0 && n % n_mat == 0, path, ": '", escaped(weight), "': ", n, " sums do not split into ", n_mat, " matrices");
     std::vector<float> sums(n), cnt(n_mat);
     std::memcpy(sums.data(), f.read(t, scratch).data(), n * 4);
     std::memcpy(cnt.data(), f.read(*counts, scratch).data(), n_mat * 4);
@@ -39,7 +40,7 @@ Imatrix load_gguf_imatrix(const std::string& path) {
       for (uint64_t j = 0; j < per; ++j) {
         float& v = sums[e * per + j];
         v = c > 0 ? v / float(c) : 1.0f;
-        TEMPER_CHECK(std::isfinite(v), path, ": '", weight, "' has a non-finite value at ", e * per + j);
+        TEMPER_CHECK(std::isfinite(v), path, ": '", escaped(weight), "' has a non-finite value at ", e * per + j);
       }
     }
     im.entries[weight] = std::move(sums);
@@ -69,13 +70,13 @@ Imatrix load_legacy_imatrix(const std::string& path) {
     std::string name(reinterpret_cast<const char*>(f.span(pos, uint64_t(len), "entry name").data()), size_t(len));
     pos += uint64_t(len);
     const int32_t ncall = i32("call count"), nval = i32("value count");
-    TEMPER_CHECK(nval > 0, path, ": entry '", name, "' has ", nval, " values");
+    TEMPER_CHECK(nval > 0, path, ": entry '", escaped(name), "' has ", nval, " values");
     std::vector<float> v(static_cast<size_t>(nval));
     std::memcpy(v.data(), f.span(pos, uint64_t(nval) * 4, "entry values").data(), v.size() * 4);
     pos += uint64_t(nval) * 4;
     for (float& x : v) {
       if (ncall > 0) x /= float(ncall);
-      TEMPER_CHECK(std::isfinite(x), path, ": entry '", name, "' has a non-finite value");
+      TEMPER_CHECK(std::isfinite(x), path, ": entry '", escaped(name), "' has a non-finite value");
     }
     im.entries[name] = std::move(v);
   }

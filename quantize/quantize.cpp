@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "core/error.h"
+#include "core/escape.h"
 #include "core/file.h"
 #include "core/half.h"
 #include "core/log.h"
@@ -207,6 +208,7 @@ QuantizeReport quantize_model(const QuantizeOptions& o) {
     const GgufTensorPlan& p = plans[i];
     const DType t = choices[i].type;
     const std::vector<float>* im = choices[i].quantized ? imatrix_of(p) : nullptr;
+    TEMPER_CHECK(!p.ne.empty() && p.ne[0] > 0, o.input, ": tensor '", escaped(p.name), "' is empty");
     const int64_t slab_rows = std::max<int64_t>(1, kSlabFloats / p.ne[0]);
     for_each_slab(src, p, slab_rows, [&](const float* rows, int64_t first, int64_t n, int expert) {
       check_finite(rows, n * p.ne[0], first * p.ne[0], o.input, p.name);

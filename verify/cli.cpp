@@ -140,7 +140,8 @@ void add_generate_command(CLI::App& app) {
   cmd->add_flag("--json", o->json, "Print prompt ids, new ids and text as JSON at the end instead of streaming");
   cmd->callback([o] {
     TEMPER_CHECK(o->n >= 0, "-n ", o->n, ": must not be negative");
-    TEMPER_CHECK(o->sampling.temp >= 0, "--temp ", o->sampling.temp, ": must not be negative");
+    TEMPER_CHECK(std::isfinite(o->sampling.temp) && o->sampling.temp >= 0, "--temp ", o->sampling.temp,
+                 ": must be a number >= 0 (0 = greedy)");
     TEMPER_CHECK(o->sampling.top_p > 0 && o->sampling.top_p <= 1, "--top-p ", o->sampling.top_p, ": must be in (0, 1]");
     TEMPER_CHECK(o->system.empty() || o->chat, "--system needs --chat");
     if (o->json) set_log_level(LogLevel::kQuiet);

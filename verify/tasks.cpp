@@ -106,6 +106,7 @@ std::vector<TaskItem> load_tasks(const std::string& path) {
     TEMPER_CHECK(j.contains("answer"), where, ": missing \"answer\"");
     TaskItem t;
     t.line = n;
+    t.where = where;
     t.question = j["question"].get<std::string>();
     const Json& a = j["answer"];
     if (j.contains("choices")) {

@@ -13,7 +13,8 @@
 namespace temper::verify {
 
 struct TaskItem {
-  int line = 0;  // 1-based line in the file
+  int line = 0;        // 1-based line in the file
+  std::string where;   // "FILE:LINE", for messages
   std::string question;
   std::vector<std::string> choices;  // empty: exact match
   int answer_index = -1;             // multiple choice
@@ -42,7 +43,9 @@ struct TaskResults {
 
 // Runs every task on `m`: exact-match items generate greedily up to `max_new` tokens (through
 // the chat template when the model has one); multiple-choice items pick the choice with the
-// highest summed log-probability as a continuation of the question.
+// highest summed log-probability as a continuation of the question. A question (with a
+// choice) longer than the model's training context is an error naming FILE:LINE, raised
+// before any work on it.
 TaskResults run_tasks(const EvalModel& m, const std::vector<TaskItem>& tasks, int max_new);
 
 }  // namespace temper::verify

@@ -24,6 +24,12 @@ double choice_logprob(const EvalModel& m, const std::string& question, const std
   while (common < ctx.size() && common < full.size() && ctx[common] == full[common]) ++common;
   common = std::max<size_t>(common, 1);  // the first token has no prediction to score
   if (common >= full.size()) return 0;
+  // The whole sequence goes through one session: its cost grows with the square of the length
+  // (a 100 kB choice took minutes and half a gigabyte), and past the trained context the
+  // scores mean nothing anyway.
+  const int train_ctx = m.model->config().n_ctx_train;
+  TEMPER_CHECK(train_ctx <= 0 || full.size() <= size_t(train_ctx), "question and choice are ", full.size(),
+               " tokens, more than the model's context of ", train_ctx);
   forward::Session s(*m.model, int(full.size()));
   const std::vector<float> logits = s.eval(full, true);
   const size_t V = size_t(m.n_vocab());
@@ -43,20 +49,24 @@ TaskResults run_tasks(const EvalModel& m, const std::vector<TaskItem>& tasks, in
   const bool chat = !m.chat_template().empty();
   for (const TaskItem& t : tasks) {
     TaskOutcome o;
-    if (!t.choices.empty()) {
-      int best = 0;
-      double best_lp = 0;
-      for (size_t c = 0; c < t.choices.size(); ++c) {
-        const double lp = choice_logprob(m, t.question, t.choices[c]);
-        if (c == 0 || lp > best_lp) best = int(c), best_lp = lp;
+    try {
+      if (!t.choices.empty()) {
+        int best = 0;
+        double best_lp = 0;
+        for (size_t c = 0; c < t.choices.size(); ++c) {
+          const double lp = choice_logprob(m, t.question, t.choices[c]);
+          if (c == 0 || lp > best_lp) best = int(c), best_lp = lp;
+        }
+        o.given = std::to_string(best);
+        o.correct = best == t.answer_index;
+      } else {
+        const std::vector<int32_t> prompt = prompt_tokens(m, t.question, chat);
+        const std::vector<int32_t> out = generate_tokens(m, prompt, max_new, SamplingOptions{});
+        o.given = extract_answer(m.tok->decode(out), t.numeric);
+        o.correct = !o.given.empty() && o.given == t.answer;
       }
-      o.given = std::to_string(best);
-      o.correct = best == t.answer_index;
-    } else {
-      const std::vector<int32_t> prompt = prompt_tokens(m, t.question, chat);
-      const std::vector<int32_t> out = generate_tokens(m, prompt, max_new, SamplingOptions{});
-      o.given = extract_answer(m.tok->decode(out), t.numeric);
-      o.correct = !o.given.empty() && o.given == t.answer;
+    } catch (const Error& e) {
+      fail(t.where, ": ", e.what());
     }
     r.correct += o.correct;
     r.items.push_back(std::move(o));

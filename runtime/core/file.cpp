@@ -33,19 +33,54 @@ std::atomic<bool> g_temp_used[kMaxTemps];
 std::once_flag g_handler_once;
 bool durable_outputs = false;  // set_durable_outputs()
 
+// Removes unfinished outputs, says so on one line, and exits 128 + signal number as shells do
+// (130 for Ctrl-C, 143 for SIGTERM). Only async-signal-safe calls: unlink, write, _exit.
 void on_fatal_signal(int sig) {
   for (int i = 0; i < kMaxTemps; ++i)
     if (g_temp_used[i].load()) unlink(g_temps[i]);
-  signal(sig, SIG_DFL);
-  raise(sig);
+  const char* msg = sig == SIGINT    ? "\ntemper: interrupted (SIGINT): nothing written\n"
+                    : sig == SIGTERM ? "\ntemper: interrupted (SIGTERM): nothing written\n"
+                                     : "\ntemper: interrupted (SIGHUP): nothing written\n";
+  ssize_t ignored = ::write(STDERR_FILENO, msg, std::strlen(msg));
+  (void)ignored;
+  _exit(128 + sig);
 }
 
-int register_temp(const std::string& path) {
+// The note for outputs left by a run that could not clean up (SIGKILL, power cut): files named
+// like our temporaries of this same output. They may also belong to a run going on right now.
+void note_stale_temps(const std::string& final_path) {
+  const fs::path out(final_path);
+  const std::string prefix = out.filename().string() + ".tmp-";
+  fs::path dir = out.parent_path();
+  if (dir.empty()) dir = ".";
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() != prefix.size() + 8 || !name.starts_with(prefix)) continue;
+    if (name.find_first_not_of("0123456789abcdef", prefix.size()) != std::string::npos) continue;
+    std::fprintf(stderr,
+                 "temper: note: %s is an unfinished output of an earlier temper run that was killed; "
+                 "unless a temper writing %s is still running, it can be deleted\n",
+                 it->path().c_str(), final_path.c_str());
+  }
+}
+
+}  // namespace
+
+void install_interrupt_handler() {
   std::call_once(g_handler_once, [] {
-    signal(SIGINT, on_fatal_signal);
-    signal(SIGTERM, on_fatal_signal);
-    signal(SIGHUP, on_fatal_signal);
+    // A signal the parent ignores stays ignored (nohup, background jobs of a plain shell).
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+      struct sigaction old {};
+      if (sigaction(sig, nullptr, &old) == 0 && old.sa_handler != SIG_IGN) signal(sig, on_fatal_signal);
+    }
   });
+}
+
+namespace {
+
+int register_temp(const std::string& path) {
+  install_interrupt_handler();
   if (path.size() >= sizeof(g_temps[0])) return -1;
   for (int i = 0; i < kMaxTemps; ++i) {
     bool expected = false;
@@ -230,6 +265,7 @@ AtomicOutput::AtomicOutput(std::string final_path, bool overwrite, std::span<con
   char suffix[32];
   std::snprintf(suffix, sizeof suffix, ".tmp-%08x", rd());
   temp_path_ = final_path_ + suffix;
+  note_stale_temps(final_path_);
   int fd = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) fail(final_path_, ": cannot create temporary file '", temp_path_, "': ", errno_str());
   ::close(fd);

@@ -1,7 +1,9 @@
 // Files: read-only memory maps with bounds-checked views, and atomic outputs.
 // Inputs are never opened for writing. Outputs are written to a temporary file in the target
-// directory and renamed over the final name only by commit(); an output that is abandoned
-// (error, exception, SIGINT/SIGTERM) leaves nothing behind.
+// directory, named OUTPUT.tmp-XXXXXXXX (8 hex digits), and renamed over the final name only by
+// commit(); an output that is abandoned (error, exception, SIGINT/SIGTERM) leaves nothing
+// behind. Only SIGKILL or a power cut can leave such a file; the next AtomicOutput of the same
+// name points it out.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -91,6 +93,11 @@ class AtomicOutput {
 // partial file; the fsync adds survival of a power cut, at the price of waiting for the disk,
 // which on a fast machine takes longer than the conversion itself.
 void set_durable_outputs(bool durable);
+
+// On SIGINT, SIGTERM and SIGHUP: remove every unfinished AtomicOutput, print "temper:
+// interrupted (SIGINT): nothing written" and exit 128 + the signal number (130, 143, 129).
+// Installed by the first AtomicOutput, or by main() for the whole run. Idempotent.
+void install_interrupt_handler();
 
 // Returns the absolute, normalised path (symlinks resolved when the file exists).
 std::string canonical_path(const std::string& path);

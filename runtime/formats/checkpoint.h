@@ -40,11 +40,17 @@ class CheckpointWriter {
   std::unique_ptr<Impl> impl_;
 };
 
+// What CheckpointReader checks besides the storage layout. kModel, for every command: the
+// config and the tensor shapes agree (validate_model), so that no reader divides by a zero
+// n_head or indexes past an empty tensor. kLayoutOnly: the storage layer alone, for the file
+// format's own tests, whose descriptions do not describe a runnable model.
+enum class CheckpointCheck { kModel, kLayoutOnly };
+
 class CheckpointReader : public TensorSource {
  public:
   // Throws Error naming the file and the object at fault for anything missing or malformed,
   // including a format_version newer than this build understands.
-  explicit CheckpointReader(const std::string& path);
+  explicit CheckpointReader(const std::string& path, CheckpointCheck check = CheckpointCheck::kModel);
   ~CheckpointReader() override;
   const std::vector<TensorInfo>& tensors() const override;
   std::span<const uint8_t> read(const TensorInfo& t, std::vector<uint8_t>& scratch) const override;

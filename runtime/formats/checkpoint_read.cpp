@@ -4,6 +4,7 @@
 #include <unordered_map>
 
 #include "core/error.h"
+#include "core/escape.h"
 #include "core/file.h"
 #include "formats/checkpoint.h"
 #include "formats/checkpoint_schema.h"
@@ -23,7 +24,7 @@ E enum_from_name(const Ctx& c, std::string_view what, std::string_view s) {
     if (name == s) return value;
     allowed += cat(allowed.empty() ? "" : ", ", name);
   }
-  c.fail(what, cat("unknown value '", s, "' (expected one of: ", allowed, ")"));
+  c.fail(what, cat("unknown value '", escaped(s), "' (expected one of: ", allowed, ")"));
 }
 
 template <typename T>
@@ -172,7 +173,7 @@ TensorInfo CheckpointReader::Impl::describe_tensor(const std::string& name) {
   info.name = name;
   const std::string dtype_attr = h5::read_string(c, ds.get(), "dtype", true);
   auto dt = dtype_from_name(dtype_attr);
-  if (!dt) c.fail(what, cat("unknown dtype '", dtype_attr, "'"));
+  if (!dt) c.fail(what, cat("unknown dtype '", escaped(dtype_attr), "'"));
   info.dtype = *dt;
   Id expected = h5::tensor_type(info.dtype);
   if (!expected.valid()) c.fail(what, cat("dtype '", dtype_attr, "' cannot be stored in a checkpoint"));
@@ -193,7 +194,8 @@ TensorInfo CheckpointReader::Impl::describe_tensor(const std::string& name) {
   return info;
 }
 
-CheckpointReader::CheckpointReader(const std::string& path) : impl_(std::make_unique<Impl>(path)) {
+CheckpointReader::CheckpointReader(const std::string& path, CheckpointCheck check)
+    : impl_(std::make_unique<Impl>(path)) {
   std::lock_guard lock(h5::library_mutex());
   h5::init_library();
   Impl& m = *impl_;
@@ -209,7 +211,7 @@ CheckpointReader::CheckpointReader(const std::string& path) : impl_(std::make_un
 
   if (!h5::attr_exists(root, "format")) c.fail("/", "not a temper checkpoint (no 'format' attribute)");
   const std::string format = h5::read_string(c, root, "format", true);
-  if (format != "temper-checkpoint") c.fail("/", cat("not a temper checkpoint (format is '", format, "')"));
+  if (format != "temper-checkpoint") c.fail("/", cat("not a temper checkpoint (format is '", escaped(format), "')"));
   m.version = h5::read_i32(c, root, "format_version");
   if (m.version > kCheckpointFormatVersion)
     c.fail("/", cat("format_version ", m.version, " was written by a newer temper; this build reads up to ",
@@ -223,21 +225,29 @@ CheckpointReader::CheckpointReader(const std::string& path) : impl_(std::make_un
   read_provenance(c, root, d.provenance);
   const std::string arch_id = h5::read_string(c, root, "arch", true);
   if (arch_id != d.config.arch)
-    c.fail("/ attribute 'arch'", cat("'", arch_id, "' differs from /config arch '", d.config.arch, "'"));
+    c.fail("/ attribute 'arch'", cat("'", escaped(arch_id), "' differs from /config arch '", escaped(d.config.arch), "'"));
   d.arch = find_arch_by_id(arch_id);
-  if (!d.arch) c.fail("/ attribute 'arch'", cat("architecture '", arch_id, "' is not supported by this build"));
+  if (!d.arch) c.fail("/ attribute 'arch'", cat("architecture '", escaped(arch_id), "' is not supported by this build"));
 
   m.tensors_group = h5::open_group(c, root, "tensors");
   if (!h5::link_exists(root, "tensor_names"))
     c.fail("/tensor_names", "missing: the checkpoint is incomplete (its writer did not finish)");
   for (std::string& name : h5::read_strings(c, root, "tensor_names")) {
-    if (!m.index.emplace(name, m.infos.size()).second) c.fail("/tensor_names", cat("lists '", name, "' twice"));
+    if (!m.index.emplace(name, m.infos.size()).second) c.fail("/tensor_names", cat("lists '", escaped(name), "' twice"));
     m.infos.push_back(m.describe_tensor(name));
   }
   H5G_info_t ginfo;
   c.check_status(H5Gget_info(m.tensors_group.get(), &ginfo), "/tensors", "cannot read group info");
   if (ginfo.nlinks != m.infos.size())
     c.fail("/tensors", cat("holds ", ginfo.nlinks, " objects but /tensor_names lists ", m.infos.size()));
+  // The checks convert made, made again: the file may not come from convert (or be intact), and
+  // every reader (quantize, eval, inspect...) relies on a config and shapes that agree.
+  if (check == CheckpointCheck::kLayoutOnly) return;
+  try {
+    validate_model(d, m.infos);
+  } catch (const Error& e) {
+    c.fail("/", e.what());
+  }
 }
 
 CheckpointReader::~CheckpointReader() {

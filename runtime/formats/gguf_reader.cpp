@@ -5,6 +5,7 @@
 #include <cctype>
 #include <limits>
 
+#include "core/escape.h"
 #include "formats/gguf.h"
 
 namespace temper {
@@ -131,7 +132,7 @@ class GgufParser {
     where_ = cat("KV ", i);
     std::string key(read_string("key"));
     if (key.empty()) error_at(start, "empty key");
-    where_ = cat("KV ", i, " '", key, "'");
+    where_ = cat("KV ", i, " '", escaped(key), "'");
     if (g_.kv_index_.count(key)) error_at(start, "duplicate key (first defined as KV ", g_.kv_index_[key], ")");
 
     GgufType type = read_type("value type");
@@ -170,7 +171,7 @@ class GgufParser {
     where_ = cat("tensor ", i);
     const std::string name(read_string("name"));
     if (name.empty()) error_at(start, "empty tensor name");
-    where_ = cat("tensor ", i, " '", name, "'");
+    where_ = cat("tensor ", i, " '", escaped(name), "'");
     if (name.size() > kGgufMaxTensorName)
       error_at(start, "name is ", name.size(), " bytes, at most ", kGgufMaxTensorName, " allowed");
     if (g_.tensor_index_.count(name)) error_at(start, "duplicate tensor name (first is tensor ", g_.tensor_index_[name], ")");
@@ -230,7 +231,7 @@ class GgufParser {
     for (size_t i = 0; i < g_.tensors_.size(); ++i) {
       const TensorInfo& t = g_.tensors_[i];
       GgufTensorLayout& lay = g_.layouts_[i];
-      where_ = cat("tensor ", i, " '", t.name, "'");
+      where_ = cat("tensor ", i, " '", escaped(t.name), "'");
       // The offset field is the last 8 bytes of the info record.
       const uint64_t field_at = (i + 1 < info_offsets_.size() ? info_offsets_[i + 1] : pos_) - 8;
       if (lay.offset != expected)
@@ -286,7 +287,7 @@ size_t GgufFile::index_of(const TensorInfo& t) const {
   if (!tensors_.empty() && &t >= tensors_.data() && &t < tensors_.data() + tensors_.size())
     return size_t(&t - tensors_.data());
   auto it = tensor_index_.find(t.name);
-  if (it == tensor_index_.end()) fail(path(), ": no tensor '", t.name, "'");
+  if (it == tensor_index_.end()) fail(path(), ": no tensor '", escaped(t.name), "'");
   return it->second;
 }
 

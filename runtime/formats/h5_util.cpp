@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/escape.h"
 #include "formats/checkpoint.h"
 #include "formats/h5_zstd_filter.h"
 
@@ -82,8 +83,10 @@ std::string hdf5_detail() {
 
 void Ctx::fail(std::string_view object, std::string_view what) const {
   std::string detail = hdf5_detail();
-  std::string msg = cat("checkpoint ", file_, ": ", object, ": ", what);
-  if (!detail.empty()) msg += cat(" (HDF5: ", detail, ")");
+  // Object names come from the file: escaped (newlines, terminal escapes); values from the file
+  // are escaped where they enter `what`.
+  std::string msg = cat("checkpoint ", file_, ": ", escaped(object, 400), ": ", what);
+  if (!detail.empty()) msg += cat(" (HDF5: ", escaped(detail), ")");
   throw Error(msg);
 }
 

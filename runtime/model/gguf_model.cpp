@@ -11,6 +11,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/escape.h"
 #include "core/half.h"
 
 namespace temper {
@@ -204,7 +205,7 @@ const GgufArch& find_gguf_arch(const GgufFile& f, const ArchSpec*& spec) {
         }
   std::string known;
   for (const GgufArch& g : kGgufArchs) known += cat(known.empty() ? "" : ", ", g.id);
-  fail(f.path(), ": general.architecture '", name, "' is not supported (", known, ")");
+  fail(f.path(), ": general.architecture '", escaped(name), "' is not supported (", known, ")");
 }
 
 ModelConfig read_config(const GgufFile& f, const ArchSpec& spec, const GgufArch& ga) {
@@ -241,7 +242,7 @@ ModelConfig read_config(const GgufFile& f, const ArchSpec& spec, const GgufArch&
   // LongRoPE change the rotation itself, which the forward pass does not implement.
   if (k.has("rope.scaling.type")) {
     const std::string& type = f.get_string(k.key("rope.scaling.type"));
-    TEMPER_CHECK(type == "linear" || type == "none", f.path(), ": ", k.key("rope.scaling.type"), " '", type,
+    TEMPER_CHECK(type == "linear" || type == "none", f.path(), ": ", k.key("rope.scaling.type"), " '", escaped(type),
                  "' is not supported (linear, none are)");
   }
   const double rope_factor = k.number("rope.scaling.factor", 0.0);

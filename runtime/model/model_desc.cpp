@@ -3,7 +3,10 @@
 // the tokenizer assets.
 #include "model/model_desc.h"
 
+#include <map>
+
 #include "core/error.h"
+#include "core/escape.h"
 #include "core/file.h"
 #include "core/json.h"
 #include "core/sha256.h"
@@ -48,7 +51,36 @@ std::string load_chat_template(const std::string& dir) {
   return "";
 }
 
-ModelDescription load_hf_description(const std::string& dir) {
+void validate_model(const ModelDescription& desc, std::span<const TensorInfo> tensors) {
+  TEMPER_CHECK(desc.arch != nullptr, "model description has no architecture");
+  const ArchSpec& arch = *desc.arch;
+  validate_config(desc.config);
+  std::map<std::string, const TensorInfo*, std::less<>> by_canonical;
+  for (const TensorInfo& t : tensors)
+    if (auto canon = arch.canonical_name(t.name); canon && !(arch.ignorable && arch.ignorable(desc.config, *canon)))
+      by_canonical.emplace(*canon, &t);
+  size_t matched = 0;
+  for (const ExpectedTensor& e : expected_tensors(arch, desc.config)) {
+    auto it = by_canonical.find(e.hf_name);
+    if (it == by_canonical.end()) {
+      TEMPER_CHECK(!e.required, "required tensor '", e.hf_name, "' (", shape_str(e.shape), ") is missing");
+      continue;
+    }
+    const TensorInfo& t = *it->second;
+    TEMPER_CHECK(t.shape == e.shape, "tensor '", escaped(t.name), "' has shape ", shape_str(t.shape),
+                 ", but the config implies ", shape_str(e.shape));
+    ++matched;
+  }
+  if (matched != by_canonical.size()) {
+    std::map<std::string, bool, std::less<>> expected;
+    for (const ExpectedTensor& e : expected_tensors(arch, desc.config)) expected.emplace(e.hf_name, true);
+    for (const auto& [canon, t] : by_canonical)
+      TEMPER_CHECK(expected.count(canon), "tensor '", escaped(t->name), "' is not part of the ", arch.id,
+                   " architecture with this config");
+  }
+}
+
+ModelDescription load_hf_description(const std::string& dir, std::span<const TensorInfo> tensors) {
   ModelDescription d;
   const std::string config_path = join(dir, "config.json");
   TEMPER_CHECK(file_exists(config_path), dir, ": no config.json (not a Hugging Face model folder?)");
@@ -59,7 +91,7 @@ ModelDescription load_hf_description(const std::string& dir) {
   const auto archs = config.find("architectures");
   TEMPER_CHECK(archs != config.end(), config_path, ": missing key 'architectures'");
   TEMPER_CHECK(archs->is_array() && !archs->empty() && (*archs)[0].is_string(), config_path,
-               ": key 'architectures' must be a non-empty list of strings, got ", archs->dump());
+               ": key 'architectures' must be a non-empty list of strings, got ", escaped(archs->dump()));
   const std::string hf_arch = (*archs)[0].get<std::string>();
 
   // llama.cpp's TextModel merges {**hparams, **text_config}: text_config wins.
@@ -69,7 +101,11 @@ ModelDescription load_hf_description(const std::string& dir) {
     for (auto it = text.begin(); it != text.end(); ++it) config[it.key()] = *it;
   }
 
-  d.arch = &find_arch_by_hf_name(hf_arch);
+  try {
+    d.arch = &find_arch_by_hf_name(hf_arch);
+  } catch (const Error& e) {
+    fail(config_path, ": ", escaped(e.what(), 2000));  // the name is the file's text
+  }
   try {
     d.config = d.arch->parse_hf_config(config);
   } catch (const Error& e) {
@@ -77,6 +113,13 @@ ModelDescription load_hf_description(const std::string& dir) {
   }
   d.config.arch = std::string(d.arch->id);
   d.config.hf_architecture = hf_arch;
+  if (!tensors.empty()) {
+    try {
+      validate_model(d, tensors);
+    } catch (const Error& e) {
+      fail(dir, ": ", e.what());
+    }
+  }
 
   const std::string gen_path = join(dir, "generation_config.json");
   if (file_exists(gen_path)) {
@@ -85,7 +128,7 @@ ModelDescription load_hf_description(const std::string& dir) {
                  ": expected a JSON object at the top level");
   }
   d.chat_template = load_chat_template(dir);
-  d.tokenizer = load_tokenizer_assets(dir, d.arch->id);
+  d.tokenizer = load_tokenizer_assets(dir, d.arch->id, d.config.n_vocab);
 
   d.provenance.source = canonical_path(dir);
   d.provenance.config_sha256 = sha256_hex(d.config_json);

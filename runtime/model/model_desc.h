@@ -2,8 +2,11 @@
 // folder (config.json, generation_config.json, tokenizer files, chat template) or from a
 // temper checkpoint.
 #pragma once
+#include <span>
 #include <string>
 #include <vector>
+
+#include "formats/tensor_source.h"
 
 #include "model/arch.h"
 #include "model/config.h"
@@ -30,9 +33,18 @@ struct ModelDescription {
 };
 
 // Parses the non-tensor files of a HF folder. config.json's `text_config` is merged into the
-// root (as llama.cpp's converter does) before the architecture parses it. Throws Error naming
-// the file and key at fault.
-ModelDescription load_hf_description(const std::string& dir);
+// root (as llama.cpp's converter does) before the architecture parses it. With `tensors` (the
+// folder's safetensors), the config is checked against them (validate_model) before the
+// tokenizer is read, so that a vocab_size the embedding does not have fails at once instead
+// of padding the vocabulary to it. Throws Error naming the file and key at fault.
+ModelDescription load_hf_description(const std::string& dir, std::span<const TensorInfo> tensors = {});
+
+// The one check of a model's config and tensor shapes, shared by every command that reads a
+// model (convert, quantize, inspect, eval...): validate_config, then every tensor the config
+// implies is present when required and has exactly the implied shape, and every tensor of the
+// text model is one the config implies. Tensors are matched by canonical HF name
+// (arch->canonical_name). Throws Error naming the key or tensor; callers add the file.
+void validate_model(const ModelDescription& desc, std::span<const TensorInfo> tensors);
 
 // Chat template precedence of llama.cpp's converter: tokenizer_config.json "chat_template"
 // (string, or the "default" entry of a list), else chat_template.jinja, else

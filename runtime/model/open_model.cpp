@@ -35,8 +35,8 @@ OpenedModel open_model(const std::string& path) {
   switch (m.format) {
     case ModelFormat::kHfFolder: {
       const std::string dir = is_directory(path) ? path : fs::path(path).parent_path().string();
-      m.desc = load_hf_description(dir.empty() ? "." : dir);
       auto st = SafetensorsModel::open(path);
+      m.desc = load_hf_description(dir.empty() ? "." : dir, st->tensors());  // + validate_model
       for (const auto& t : st->tensors()) {
         auto canon = m.desc.arch->canonical_name(t.name);
         if (canon && *canon != t.name) m.renames_.emplace_back(*canon, t.name);

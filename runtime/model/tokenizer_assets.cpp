@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "core/error.h"
+#include "core/escape.h"
 #include "core/file.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -30,6 +31,7 @@ struct AddedToken {
 struct Sources {
   std::string dir;
   Json tokenizer, tokenizer_config, config, generation_config;
+  int64_t max_vocab = 0;  // load_tokenizer_assets(max_vocab); 0 = no bound
   std::string path(std::string_view name) const { return cat(dir, "/", name); }
 };
 
@@ -93,6 +95,13 @@ void set_added_token(TokenizerAssets& t, int32_t id, const std::string& content,
     t.tokens[id] = replace_all(content, kSpaceMarker, " ");
   }
   t.scores[id] = score;
+}
+
+// Refuses a vocabulary of n tokens that the model's embedding cannot hold, before padding to n
+// allocates anything: a stray id near 2^30 would otherwise cost gigabytes and minutes.
+void check_vocab_fits(const Sources& s, int64_t n, std::string_view file, std::string_view why) {
+  TEMPER_CHECK(s.max_vocab <= 0 || n <= s.max_vocab, s.path(file), ": ", why, " makes a vocabulary of ", n,
+               " tokens, but the model has ", s.max_vocab, " (config vocab_size, the embedding's rows)");
 }
 
 void resize_with_padding(TokenizerAssets& t, size_t n, float pad_score) {
@@ -197,6 +206,8 @@ void load_sentencepiece(TokenizerAssets& t, const Sources& s, const SentencePiec
   t.gguf_pre = "default";
   const int32_t cfg_n = config_vocab_size(s);
   const size_t n = cfg_n > 0 ? size_t(cfg_n) : sp.pieces.size();
+  check_vocab_fits(s, int64_t(n), cfg_n > 0 ? "config.json" : "tokenizer.model",
+                   cfg_n > 0 ? "vocab_size" : "the number of pieces");
   if (n < sp.pieces.size())
     warn(s.path("config.json"), ": vocab_size ", n, " < ", sp.pieces.size(), " SentencePiece pieces; ignoring the rest");
   resize_with_padding(t, n, -10000.0f);
@@ -210,7 +221,7 @@ void load_sentencepiece(TokenizerAssets& t, const Sources& s, const SentencePiec
   const std::string added_path = s.path("added_tokens.json");
   const Json added = load_json_if_present(added_path);
   for (auto it = added.begin(); added.is_object() && it != added.end(); ++it) {
-    TEMPER_CHECK(it->is_number_integer() && it->get<int64_t>() >= 0, added_path, ": key '", it.key(),
+    TEMPER_CHECK(it->is_number_integer() && it->get<int64_t>() >= 0, added_path, ": key '", escaped(it.key()),
                  "' must map to a token id >= 0");
     const int64_t id = it->get<int64_t>();
     if (id >= int64_t(n)) continue;
@@ -230,7 +241,7 @@ void load_sentencepiece(TokenizerAssets& t, const Sources& s, const SentencePiec
       } catch (const std::exception&) {
       }
       const Json* content = find(*it, "content");
-      TEMPER_CHECK(id >= 0 && content && content->is_string(), path, ": added_tokens_decoder entry '", it.key(),
+      TEMPER_CHECK(id >= 0 && content && content->is_string(), path, ": added_tokens_decoder entry '", escaped(it.key()),
                    "' needs an integer key and a string 'content'");
       if (id >= int64_t(n)) continue;
       set_added_token(t, int32_t(id), content->get<std::string>(), optional_bool(*it, "special").value_or(false),
@@ -245,7 +256,7 @@ void load_hf_bpe(TokenizerAssets& t, const Sources& s, const std::vector<AddedTo
   TEMPER_CHECK(model && model->is_object(), path, ": missing object 'model'");
   const Json* type = find(*model, "type");
   TEMPER_CHECK(type && type->is_string(), path, ": missing string 'model.type'");
-  TEMPER_CHECK(*type == "BPE", path, ": tokenizer model type '", type->get<std::string>(),
+  TEMPER_CHECK(*type == "BPE", path, ": tokenizer model type '", escaped(type->get<std::string>()),
                "' is not supported (only BPE, or a tokenizer.model SentencePiece file)");
   const Json* vocab = find(*model, "vocab");
   TEMPER_CHECK(vocab && vocab->is_object(), path, ": 'model.vocab' must be an object {token: id}");
@@ -266,15 +277,17 @@ void load_hf_bpe(TokenizerAssets& t, const Sources& s, const std::vector<AddedTo
   int64_t max_id = -1;
   for (auto it = vocab->begin(); it != vocab->end(); ++it) {
     TEMPER_CHECK(it->is_number_integer() && it->get<int64_t>() >= 0 && it->get<int64_t>() < (1 << 30), path,
-                 ": model.vocab['", it.key(), "'] must be a token id >= 0");
+                 ": model.vocab['", escaped(it.key()), "'] must be a token id >= 0");
     max_id = std::max<int64_t>(max_id, it->get<int64_t>());
   }
   for (const auto& a : added) max_id = std::max<int64_t>(max_id, a.id);
+  check_vocab_fits(s, max_id + 1, "tokenizer.json", cat("token id ", max_id));
   size_t n = size_t(max_id + 1);
   if (t.gguf_model == "gpt2") {  // get_vocab_base walks range(config vocab_size)
     const int32_t cfg_n = config_vocab_size(s);
     if (cfg_n > 0) {
       TEMPER_CHECK(max_id < cfg_n, s.path("config.json"), ": vocab_size ", cfg_n, " but ", path, " has token id ", max_id);
+      check_vocab_fits(s, cfg_n, "config.json", "vocab_size");
       n = size_t(cfg_n);
     }
   }
@@ -416,10 +429,11 @@ void resolve_special_tokens(TokenizerAssets& t, const Sources& s, const std::vec
 
 }  // namespace
 
-TokenizerAssets load_tokenizer_assets(const std::string& dir, std::string_view arch_id) {
+TokenizerAssets load_tokenizer_assets(const std::string& dir, std::string_view arch_id, int64_t max_vocab) {
   TokenizerAssets t;
   Sources s;
   s.dir = dir;
+  s.max_vocab = max_vocab;
   const bool gemma4 = arch_id == "gemma4";
   s.tokenizer = load_json_if_present(s.path("tokenizer.json"), &t.tokenizer_json);
   s.tokenizer_config = load_json_if_present(s.path("tokenizer_config.json"), &t.tokenizer_config_json);

@@ -53,6 +53,9 @@ struct TokenizerAssets {
 // converter: "gemma4" always reads tokenizer.json, sets gguf_model "gemma4" with no pre
 // (gguf_pre ""), forces the chat-parser tokens (<|channel>, <|tool_call>, ...) to
 // USER_DEFINED and add_bos true; ids starting with "gemma" set add_space_prefix false.
-TokenizerAssets load_tokenizer_assets(const std::string& dir, std::string_view arch_id = {});
+//
+// `max_vocab` (> 0: the model's n_vocab, i.e. its embedding rows) bounds the vocabulary: a
+// token id or a padded size beyond it is an error, raised before any padding is allocated.
+TokenizerAssets load_tokenizer_assets(const std::string& dir, std::string_view arch_id = {}, int64_t max_vocab = 0);
 
 }  // namespace temper

@@ -149,5 +149,22 @@ TEST_F(GgufBad, BadDataLayout) {
   expect_refused(Bytes().header(1, 0).tensor("z", {0}, 0, 0).b, {"data section would start at 64"});
 }
 
+// Issue 15: names from the file reached the message raw (a newline split it, ESC drove the
+// terminal, invalid UTF-8 reached it as is).
+TEST_F(GgufBad, NamesInMessagesAreEscaped) {
+  const std::string key = "k\n\x1b[2J\xff";
+  test::write_file(path_, Bytes().header(0, 2).kv_u32(key, 1).kv_u32(key, 2).b);
+  try {
+    GgufFile g(path_);
+    ADD_FAILURE() << "accepted a duplicate key";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("'k\\n\\x1b[2J\\xff'"), std::string::npos) << msg;
+    EXPECT_EQ(msg.find_first_of("\n\x1b\xff"), std::string::npos) << msg;
+  }
+  expect_refused(Bytes().header(2, 0).tensor("t\r\x07", {1}, 0, 0).tensor("t\r\x07", {1}, 0, 32).b,
+                 {"'t\\r\\x07'", "duplicate tensor name"});
+}
+
 }  // namespace
 }  // namespace temper

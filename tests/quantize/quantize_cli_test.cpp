@@ -107,3 +107,57 @@ TEST(QuantizeCli, ModelfileForOllama) {
 
 }  // namespace
 }  // namespace temper
+
+namespace temper {
+namespace {
+using namespace test;
+
+// Issue 15, finding 1: quantize read a checkpoint without the checks eval makes and died of
+// SIGFPE on these mutations (an empty tensor, a tensor cut to 1-D, n_head = 0), leaving its
+// OUT.gguf.tmp-* behind. The checkpoint reader now validates config and shapes for everyone.
+struct BadCheckpoint {
+  const char* name;
+  const char* mutation;  // Python on the open h5py File `f`
+  const char* key;       // named in the message
+};
+
+class QuantizeBadCheckpoint : public ::testing::TestWithParam<BadCheckpoint> {};
+
+TEST_P(QuantizeBadCheckpoint, IsRefusedNotCrashed) {
+  TempDir d, out;
+  ASSERT_EQ(run_temper("convert " + stories() + " -o " + (d / "m.h5")).exit_code, 0);
+  write_file(d / "mutate.py", std::string("import h5py, numpy as np, sys\n"
+                                          "f = h5py.File(sys.argv[1], 'r+')\n"
+                                          "def replace(name, data):\n"
+                                          "    attrs = dict(f['tensors'][name].attrs)\n"
+                                          "    del f['tensors'][name]\n"
+                                          "    f['tensors'].create_dataset(name, data=data).attrs.update(attrs)\n") +
+                                  GetParam().mutation + "\nf.close()\n");
+  const auto m = run_shell(std::string(TEMPER_PYTHON) + " " + (d / "mutate.py") + " " + (d / "m.h5"));
+  ASSERT_EQ(m.exit_code, 0) << m.err;
+  for (const char* cmd : {"quantize", "eval", "inspect"}) {
+    const std::string args = std::string(cmd) == "quantize" ? " -t Q4_0 -o " + (out / "m.gguf")
+                             : std::string(cmd) == "eval"   ? " --text " + fixture("text/tinystories_sample.txt")
+                                                            : "";
+    const auto r = run_temper(std::string(cmd) + " " + (d / "m.h5") + args);
+    EXPECT_EQ(r.exit_code, 1) << cmd << ": " << r.err;
+    EXPECT_NE(r.err.find(d / "m.h5"), std::string::npos) << cmd << ": " << r.err;
+    EXPECT_NE(r.err.find(GetParam().key), std::string::npos) << cmd << ": " << r.err;
+    EXPECT_EQ(r.err.find("internal error"), std::string::npos) << r.err;
+  }
+  expect_nothing_left(out.path());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Fuzzed, QuantizeBadCheckpoint,
+    ::testing::Values(
+        BadCheckpoint{"empty_tensor", "replace('model.embed_tokens.weight', np.zeros((0, 64), np.float32))",
+                      "model.embed_tokens.weight"},
+        BadCheckpoint{"tensor_cut_to_1d",
+                      "replace('model.layers.0.self_attn.q_proj.weight', np.zeros(64, np.float32))",
+                      "model.layers.0.self_attn.q_proj.weight"},
+        BadCheckpoint{"n_head_zero", "f['config/layers/n_head'][0] = 0", "n_head"}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+}  // namespace
+}  // namespace temper

@@ -2,6 +2,8 @@
 // exits non-zero; plus the answer extraction rules of the exact-match tasks.
 #include <gtest/gtest.h>
 
+#include <chrono>
+
 #include "tasks.h"
 #include "util/test_util.h"
 
@@ -53,6 +55,49 @@ TEST(VerifyBadInput, BadWindowOptions) {
   expect_error("eval " + kBase + " --text " + kText + " --ctx 128 --stride 128", {"--stride 128", "127"});
   expect_error("eval " + kBase + " --text " + kText + " --ctx 1", {"--ctx 1"});
   expect_error("compare " + kBase + " --text " + kText, {"at least one candidate"});
+}
+
+// Issue 15: a 100 kB choice made compare run for minutes on half a gigabyte without a word;
+// a question longer than the model's context is now refused at once, naming the line.
+TEST(VerifyBadInput, TaskLongerThanTheContextIsRefused) {
+  test::TempDir d;
+  std::string long_choice;
+  for (int i = 0; i < 20000; ++i) long_choice += "a ";
+  test::write_file(d / "t.jsonl", R"({"question": "2+2?", "choices": ["4", "5"], "answer": 0})" "\n"
+                                  R"({"question": "Which?", "choices": [")" + long_choice + R"(", "b"], "answer": 0})" "\n");
+  test::write_file(d / "short.txt", "Once upon a time, there was a little girl named Lily. She loved to play outside.");
+  const auto t0 = std::chrono::steady_clock::now();
+  expect_error("compare " + kBase + " " + kBase + " --text " + (d / "short.txt") + " --ctx 16 --tasks " + (d / "t.jsonl"),
+               {d / "t.jsonl" + ":2", "context of 512"});
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 30.0);
+}
+
+// --temp nan was refused as "must not be negative".
+TEST(VerifyBadInput, NanTemperatureIsCalledWhatItIs) {
+  const test::RunResult r = test::run_temper("generate " + kBase + " --prompt hi --temp nan");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("--temp nan"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("negative"), std::string::npos) << r.err;
+}
+
+// SIGINT and SIGTERM ended temper with no word (rc -2/-15 to a Python caller). Now: one line
+// saying so, and 128 + the signal number, as shells report it.
+TEST(VerifyBadInput, InterruptIsReported) {
+  for (const auto& [sig, rc] : {std::pair{"SIGINT", 130}, std::pair{"SIGTERM", 143}}) {
+    const std::string script = std::string(TEMPER_PYTHON) +
+                               " -c 'import signal, subprocess, sys, time\n"
+                               "p = subprocess.Popen(sys.argv[1:], stderr=subprocess.PIPE)\n"
+                               "time.sleep(1.5)\n"
+                               "p.send_signal(signal." + sig + ")\n"
+                               "err = p.communicate(timeout=60)[1].decode()\n"
+                               "print(p.returncode)\n"
+                               "sys.stderr.write(err)' " +
+                               test::build_dir() + "/temper eval " + kBase + " --text " +
+                               test::fixture("text/moby_dick.txt") + " --ctx 128 --stride 1";
+    const test::RunResult r = test::run_shell(script);
+    EXPECT_EQ(r.out, std::to_string(rc) + "\n") << sig << ": " << r.err;
+    EXPECT_NE(r.err.find(std::string("interrupted (") + sig + "): nothing written"), std::string::npos) << r.err;
+  }
 }
 
 TEST(VerifyTasksUnit, AnswerExtraction) {
