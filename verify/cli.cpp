@@ -108,10 +108,14 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--seed", o->sampling.seed, "Sampling seed")->capture_default_str();
   cmd->add_flag("--json", o->json, "Print prompt ids, new ids and text as JSON at the end instead of streaming");
   cmd->callback([o] {
-    TEMPER_CHECK(o->n >= 0, "-n ", o->n, ": must not be negative");
-    TEMPER_CHECK(o->sampling.temp >= 0, "--temp ", o->sampling.temp, ": must not be negative");
-    TEMPER_CHECK(o->sampling.top_p > 0 && o->sampling.top_p <= 1, "--top-p ", o->sampling.top_p, ": must be in (0, 1]");
-    TEMPER_CHECK(o->system.empty() || o->chat, "--system needs --chat");
+    // Bad option values are usage errors (exit 2), as CLI11's own checks are.
+    auto usage_check = [](bool ok, const std::string& option, const std::string& why) {
+      if (!ok) throw CLI::ValidationError(option, why);
+    };
+    usage_check(o->n >= 0, "-n", cat(o->n, ": must not be negative"));
+    usage_check(o->sampling.temp >= 0, "--temp", cat(o->sampling.temp, ": must not be negative"));
+    usage_check(o->sampling.top_p > 0 && o->sampling.top_p <= 1, "--top-p", cat(o->sampling.top_p, ": must be in (0, 1]"));
+    usage_check(o->system.empty() || o->chat, "--system", "needs --chat");
     if (o->json) set_log_level(LogLevel::kQuiet);
     const auto m = load_eval_model(o->model);
     if (o->chat && m->chat_template().empty())

@@ -47,6 +47,8 @@ TEST(Cli, ExitCodes) {
   EXPECT_EQ(run_temper("eval " + stories()).exit_code, 2);                 // --text missing
   EXPECT_EQ(run_temper("inspect " + stories() + " --bogus").exit_code, 2);  // unknown option
   EXPECT_EQ(run_temper("eval " + stories() + " --text x --ctx many").exit_code, 2);  // not a number
+  EXPECT_EQ(run_temper("generate " + stories() + " -p x --top-p 2").exit_code, 2);   // out of range
+  EXPECT_EQ(run_temper("generate " + stories() + " -p x --system s").exit_code, 2);  // needs --chat
   const RunResult missing = run_temper("inspect /nonexistent/model.gguf");
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_NE(missing.err.find("/nonexistent/model.gguf"), std::string::npos) << missing.err;
