@@ -3,7 +3,9 @@
 // scripts (GGUF values in full, as JSON of their own type). Names and strings from the file
 // are printed escaped (core/terminal_text.h) and invalid UTF-8 never stops the JSON output.
 #include <CLI/CLI.hpp>
+#include <charconv>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 
@@ -61,10 +63,25 @@ Json file_type_json(const GgufValue& v) {
   return {{"id", id}, {"name", "unknown"}, {"llama_cpp", "unknown, may not work"}};
 }
 
+// JSON numbers are doubles: an f32 goes through its shortest decimal form (1e-05, not
+// 9.999999747378752e-06), which still reads back as the same f32.
+double shortest_double(float f) {
+  char buf[32];
+  const auto end = std::to_chars(buf, buf + sizeof buf, f).ptr;
+  return std::strtod(std::string(buf, end).c_str(), nullptr);
+}
+
 template <typename T>
 Json numeric_json(const GgufValue& v) {
-  if (v.is_array()) return Json(v.as_array<T>());
-  return Json(v.as<T>());
+  if constexpr (std::is_same_v<T, float>) {
+    if (!v.is_array()) return Json(shortest_double(v.as<float>()));
+    Json arr = Json::array();
+    for (float f : v.as_array<float>()) arr.push_back(shortest_double(f));
+    return arr;
+  } else {
+    if (v.is_array()) return Json(v.as_array<T>());
+    return Json(v.as<T>());
+  }
 }
 
 // The value as JSON of its own type, arrays in full. Strings are kept as bytes; the caller

@@ -36,6 +36,8 @@ TEST(Inspect, GgufValuesInFullWithTheirTypes) {
   EXPECT_TRUE(md["tokenizer.ggml.scores"]["value"][3].is_number_float());
   EXPECT_TRUE(md["tokenizer.ggml.token_type"]["value"][0].is_number_integer());
   EXPECT_EQ(md["llama.block_count"]["value"], 5);
+  // config.json's rms_norm_eps 1e-5, stored as f32: shown in its shortest form, same f32.
+  EXPECT_EQ(md["llama.attention.layer_norm_rms_epsilon"]["value"].get<double>(), 1e-5);
   EXPECT_EQ(md["general.file_type"]["value"], 15);
   EXPECT_EQ(j["file_type"]["name"], "Q4_K_M");
   EXPECT_EQ(j["file_type"]["llama_cpp"], "Q4_K - Medium");
