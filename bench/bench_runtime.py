@@ -25,7 +25,9 @@ sys.path.insert(0, HERE)
 from bench_convert import bench_env, cached_checkpoint  # noqa: E402
 
 STORIES = os.path.join(ROOT, "sample", "stories260K")
-TEXTS = "/work/shared/fixtures/text"
+# The shared fixtures beside the checkout (as the tests find them), or TEMPER_FIXTURES.
+FIXTURES = os.environ.get("TEMPER_FIXTURES") or os.path.join(os.path.dirname(ROOT), "shared", "fixtures")
+TEXTS = os.path.join(FIXTURES, "text")
 
 
 def run(cmd, env, capture=False):

@@ -22,7 +22,7 @@ void print_table(const QuantizeReport& r) {
     uint64_t n = 1;
     for (int64_t d : t.ne) n *= uint64_t(d);
     std::printf("%-40s %-18s %-7s %12llu %6.2f  %s\n", t.name.c_str(), ne_str(t.ne).c_str(),
-                std::string(dtype_name(t.type)).c_str(), (unsigned long long)t.bytes, 8.0 * double(t.bytes) / double(n),
+                std::string(dtype_name(t.type)).c_str(), (unsigned long long)t.bytes, bits_per_weight(t.bytes, n),
                 t.note.c_str());
   }
   std::printf("\n%s: %zu tensors, %llu parameters, %s, %.3f bits per weight\n", r.file_type.c_str(), r.tensors.size(),
@@ -53,7 +53,7 @@ void add_quantize_command(CLI::App& app) {
   for (const auto& f : all_file_types()) types += (types.empty() ? "" : ", ") + std::string(f.name);
   cmd->add_option("input", o->input, "temper checkpoint (.h5), Hugging Face folder, or GGUF (F32/F16/BF16; others need --allow-requantize)")
       ->required();
-  cmd->add_option("-o,--output", o->output, "Output GGUF")->required();
+  cmd->add_option("-o,--output", o->output, "Output GGUF (not needed with --dry-run)");
   cmd->add_option("-t,--type", o->type, "File type: " + types)->capture_default_str();
   cmd->add_flag("-f,--force", o->overwrite, "Overwrite an existing output");
   cmd->add_flag("--dry-run", o->dry_run, "Print each tensor's type, bytes and bits per weight; write nothing");
@@ -66,6 +66,8 @@ void add_quantize_command(CLI::App& app) {
   cmd->add_option("--imatrix", o->imatrix, "Importance matrix from llama-imatrix (.gguf or legacy .dat)");
   cmd->add_flag("--json", *json, "Print the report as JSON on stdout");
   cmd->callback([o, json] {
+    // A usage error (exit 2) like any other missing option; --dry-run writes nothing.
+    if (o->output.empty() && !o->dry_run) throw CLI::RequiredError("--output");
     if (*json) set_log_level(LogLevel::kQuiet);
     QuantizeReport r = quantize_model(*o);
     for (const auto& w : r.warnings) warn(w);

@@ -169,15 +169,22 @@ const FileTypeInfo& file_type_info(FileType t) {
 }
 
 FileType parse_file_type(std::string_view name) {
+  auto same = [&](std::string_view candidate) {
+    return candidate.size() == name.size() &&
+           std::equal(name.begin(), name.end(), candidate.begin(),
+                      [](char a, char b) { return std::toupper(uint8_t(a)) == std::toupper(uint8_t(b)); });
+  };
+  // llama-quantize's aliases (tools/quantize/quantize.cpp QUANT_OPTIONS: "alias for Q4_K_M").
+  static constexpr std::pair<std::string_view, FileType> kAliases[] = {
+      {"Q3_K", FileType::kQ3_K_M}, {"Q4_K", FileType::kQ4_K_M}, {"Q5_K", FileType::kQ5_K_M}};
+  for (const auto& [alias, type] : kAliases)
+    if (same(alias)) return type;
   std::string valid;
   for (const auto& f : kFileTypes) {
-    if (f.name.size() == name.size() &&
-        std::equal(name.begin(), name.end(), f.name.begin(),
-                   [](char a, char b) { return std::toupper(uint8_t(a)) == std::toupper(uint8_t(b)); }))
-      return f.type;
+    if (same(f.name)) return f.type;
     valid += (valid.empty() ? "" : ", ") + std::string(f.name);
   }
-  fail("unknown quantization type '", name, "'; valid types: ", valid);
+  fail("unknown quantization type '", name, "'; valid types: ", valid, " (and the aliases Q3_K, Q4_K, Q5_K)");
 }
 
 bool tensor_allows_quantization(std::string_view name, int n_dims, bool quantize_output) {

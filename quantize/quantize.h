@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "formats/bits_per_weight.h"
 
 namespace CLI {
 class App;
@@ -43,7 +44,7 @@ struct QuantizeReport {
   int n_fallback = 0;
   std::vector<std::string> warnings;
   double seconds = 0;
-  double bits_per_weight() const { return n_params ? 8.0 * double(bytes) / double(n_params) : 0; }
+  double bits_per_weight() const { return temper::bits_per_weight(bytes, n_params); }  // bytes: tensors only
 };
 
 // Throws Error naming the file/tensor at fault (unknown type names list the valid ones;

@@ -38,7 +38,9 @@ std::unique_ptr<EvalModel> load_eval_model(const std::string& path, bool with_we
         m->opened.format == ModelFormat::kGguf ? TokenizerSource::kGguf : TokenizerSource::kAuto;
     m->tok = std::make_unique<Tokenizer>(Tokenizer::from_assets(m->opened.desc.tokenizer, src));
     m->file_bytes = weight_file_bytes(path);
-    for (const TensorInfo& t : m->opened.tensors->tensors()) m->n_params += t.numel();
+    const TensorTotals totals = tensor_totals(*m->opened.tensors);
+    m->n_params = totals.n_params;
+    m->tensor_bytes = totals.bytes;
   } catch (const Error& e) {
     fail("cannot load model ", path, ": ", e.what());
   } catch (const fs::filesystem_error& e) {

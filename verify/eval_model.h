@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "formats/bits_per_weight.h"
 #include "forward/forward.h"
 #include "model/open_model.h"
 #include "tokenizer/tokenizer.h"
@@ -19,9 +20,10 @@ struct EvalModel {
   std::unique_ptr<Tokenizer> tok;
   uint64_t file_bytes = 0;  // weight files only (*.safetensors of a folder; the .h5 / .gguf file)
   uint64_t n_params = 0;    // elements of every stored tensor
+  uint64_t tensor_bytes = 0;  // stored bytes of those tensors (what bits per weight counts)
   int n_vocab() const { return opened.desc.config.n_vocab; }
   int n_ctx_train() const { return opened.desc.config.n_ctx_train; }
-  double bits_per_weight() const { return n_params ? 8.0 * double(file_bytes) / double(n_params) : 0; }
+  double bits_per_weight() const { return temper::bits_per_weight(tensor_bytes, n_params); }
   const std::string& chat_template() const { return opened.desc.chat_template; }
 };
 

@@ -2,6 +2,7 @@
 #include "generate.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <numeric>
 #include <random>
@@ -13,8 +14,12 @@
 namespace temper::verify {
 
 std::vector<int32_t> prompt_tokens(const EvalModel& m, const std::string& prompt, bool chat, const std::string& system) {
+  return build_prompt(m, prompt, chat, system).ids;
+}
+
+Prompt build_prompt(const EvalModel& m, const std::string& prompt, bool chat, const std::string& system) {
   const Tokenizer& tok = *m.tok;
-  if (!chat) return tok.encode(prompt, /*add_special=*/true, /*parse_special=*/false);
+  if (!chat) return {prompt, tok.encode(prompt, /*add_special=*/true, /*parse_special=*/false)};
   std::vector<ChatMessage> msgs;
   if (!system.empty()) msgs.push_back({"system", system});
   msgs.push_back({"user", prompt});
@@ -26,7 +31,7 @@ std::vector<int32_t> prompt_tokens(const EvalModel& m, const std::string& prompt
   std::vector<int32_t> ids = tok.encode(text, /*add_special=*/false, /*parse_special=*/true);
   if (m.opened.desc.tokenizer.add_bos && tok.bos() >= 0 && (ids.empty() || ids[0] != tok.bos()))
     ids.insert(ids.begin(), tok.bos());
-  return ids;
+  return {text, ids};
 }
 
 int32_t sample_token(std::span<const float> logits, const SamplingOptions& opt, uint64_t step) {
@@ -64,7 +69,8 @@ int32_t sample_token(std::span<const float> logits, const SamplingOptions& opt, 
 }
 
 std::vector<int32_t> generate_tokens(const EvalModel& m, std::span<const int32_t> prompt, int max_new,
-                                     const SamplingOptions& opt, const std::function<void(std::string_view)>& on_text) {
+                                     const SamplingOptions& opt, const std::function<void(std::string_view)>& on_text,
+                                     GenerateTimings* timings) {
   TEMPER_CHECK(!prompt.empty(), "empty prompt: nothing to continue from");
   const int train_ctx = m.model->config().n_ctx_train;
   int n_ctx = int(prompt.size()) + max_new;
@@ -77,7 +83,13 @@ std::vector<int32_t> generate_tokens(const EvalModel& m, std::span<const int32_t
   }
   forward::Session session(*m.model, n_ctx);
   std::vector<int32_t> out;
+  GenerateTimings t;
+  using Clock = std::chrono::steady_clock;
+  auto seconds_since = [](Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); };
+  auto t0 = Clock::now();
   std::vector<float> logits = session.eval(prompt, /*all_logits=*/false);
+  t.n_prompt = int(prompt.size());
+  t.prompt_seconds = seconds_since(t0);
   std::string emitted;
   for (int i = 0; i < max_new; ++i) {
     const int32_t id = sample_token(logits, opt, uint64_t(i));
@@ -92,8 +104,14 @@ std::vector<int32_t> generate_tokens(const EvalModel& m, std::span<const int32_t
         emitted = std::move(text);
       }
     }
-    if (i + 1 < max_new) logits = session.eval(std::span(&out.back(), 1), false);
+    if (i + 1 < max_new) {
+      t0 = Clock::now();
+      logits = session.eval(std::span(&out.back(), 1), false);
+      t.decode_seconds += seconds_since(t0);
+      ++t.n_decode;
+    }
   }
+  if (timings) *timings = t;
   return out;
 }
 

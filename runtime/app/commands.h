@@ -7,4 +7,5 @@ class App;
 
 namespace temper {
 void add_inspect_command(CLI::App& app);
+void add_tokenize_command(CLI::App& app);
 }  // namespace temper

@@ -1,5 +1,8 @@
 // The `temper` executable: one tool, one subcommand per stage. The only translation unit that
 // includes every stage's public header.
+//
+// Exit codes (README "Exit codes"): 0 success, 1 an error in the input or the run (including
+// internal errors), 2 a usage error (unknown option, missing argument, bad value).
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
@@ -18,6 +21,10 @@ int main(int argc, char** argv) {
   CLI::App app{"temper: from a Hugging Face checkpoint to a trusted local deployment"};
   app.set_version_flag("--version", std::string("temper ") + TEMPER_VERSION);
   app.require_subcommand(1);
+  // Global options are accepted anywhere: `temper eval M --text T -q` as well as `temper -q eval
+  // ...`. An option the subcommand does not know falls through to these (subcommands inherit
+  // the setting); a subcommand's own option of the same name wins (quantize's -t is --type).
+  app.fallthrough();
   int threads = 0;
   bool quiet = false, verbose = false, sync = false;
   app.add_option("-t,--threads", threads, "Threads (default: all cores, or TEMPER_THREADS)");
@@ -39,11 +46,14 @@ int main(int argc, char** argv) {
   temper::add_compare_command(app);
   temper::add_generate_command(app);
   temper::add_inspect_command(app);
+  temper::add_tokenize_command(app);
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // CLI11 numbers its errors 100+ (106 extras, 109 validation, ...); a usage error is 2 as in
+    // POSIX utilities. --help and --version are ParseErrors too, with code 0.
+    return app.exit(e) == 0 ? 0 : 2;
   } catch (const temper::Error& e) {
     std::fprintf(stderr, "temper: error: %s\n", e.what());
     return 1;
@@ -52,7 +62,7 @@ int main(int argc, char** argv) {
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "temper: internal error: %s\n", e.what());
-    return 2;
+    return 1;
   }
   return 0;
 }

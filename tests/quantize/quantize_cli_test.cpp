@@ -91,7 +91,28 @@ TEST(QuantizeCli, DryRunPredictsTheWrittenFile) {
     total += t["bytes"].get<uint64_t>();
   }
   EXPECT_EQ(total, plan["bytes"].get<uint64_t>());
-  EXPECT_EQ(written["metadata"]["general.file_type"]["value"], "15");
+  EXPECT_EQ(written["metadata"]["general.file_type"]["value"], 15);
+  EXPECT_EQ(written["file_type"]["name"], "Q4_K_M");
+}
+
+// --dry-run writes nothing, so it needs no -o; without --dry-run a missing -o is a usage error.
+TEST(QuantizeCli, DryRunNeedsNoOutput) {
+  auto r = run_temper("quantize " + stories() + " -t Q4_K_M --dry-run --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Json::parse(r.out)["file_type"], "Q4_K_M");
+  r = run_temper("quantize " + stories() + " -t Q4_K_M");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--output"), std::string::npos) << r.err;
+}
+
+// llama-quantize's aliases (tools/quantize/quantize.cpp: "alias for Q4_K_M"), any case.
+TEST(QuantizeCli, LlamaQuantizeAliases) {
+  for (const auto& [alias, name] : std::map<std::string, std::string>{
+           {"Q3_K", "Q3_K_M"}, {"Q4_K", "Q4_K_M"}, {"q5_k", "Q5_K_M"}}) {
+    auto r = run_temper("quantize " + stories() + " -t " + alias + " --dry-run --json");
+    ASSERT_EQ(r.exit_code, 0) << alias << ": " << r.err;
+    EXPECT_EQ(Json::parse(r.out)["file_type"], name) << alias;
+  }
 }
 
 TEST(QuantizeCli, ModelfileForOllama) {

@@ -72,11 +72,12 @@ TEST(VerifyBadInput, TaskLongerThanTheContextIsRefused) {
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 30.0);
 }
 
-// --temp nan was refused as "must not be negative".
+// --temp nan was refused as "must not be negative". A bad option value is a usage error (exit 2).
 TEST(VerifyBadInput, NanTemperatureIsCalledWhatItIs) {
   const test::RunResult r = test::run_temper("generate " + kBase + " --prompt hi --temp nan");
-  EXPECT_EQ(r.exit_code, 1) << r.err;
-  EXPECT_NE(r.err.find("--temp nan"), std::string::npos) << r.err;
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--temp"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("nan: must be a number"), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find("negative"), std::string::npos) << r.err;
 }
 

@@ -87,18 +87,15 @@ std::vector<std::vector<double>> full_logprobs(const std::string& path, const st
   return out;
 }
 
-// File bytes * 8 / parameters, from the file system and the tensor list.
+// Tensor bytes * 8 / parameters (llama.cpp's BPW, see formats/bits_per_weight.h), from the
+// tensor list: metadata and headers do not count.
 double direct_bpw(const std::string& path) {
-  namespace fs = std::filesystem;
   uint64_t bytes = 0, params = 0;
-  if (fs::is_directory(path)) {
-    for (const auto& e : fs::directory_iterator(path))
-      if (e.path().extension() == ".safetensors") bytes += e.file_size();
-  } else {
-    bytes = fs::file_size(path);
-  }
   const OpenedModel m = open_model(path);
-  for (const auto& t : m.tensors->tensors()) params += t.numel();
+  for (const auto& t : m.tensors->tensors()) {
+    params += t.numel();
+    bytes += t.nbytes;
+  }
   return 8.0 * double(bytes) / double(params);
 }
 
@@ -162,9 +159,9 @@ TEST_F(VerifyCompare, KlAndTop1MatchFullLogitComputation) {
     EXPECT_LE(j["kl"]["p90"].get<double>(), j["kl"]["p99"].get<double>());
     EXPECT_LE(j["kl"]["p99"].get<double>(), j["kl"]["max"].get<double>());
   }
-  // f32 safetensors: 4 bytes per parameter plus the header.
+  // f32 safetensors: exactly 4 bytes per parameter (the header is not weights).
   EXPECT_NEAR(got["base"]["bits_per_weight"].get<double>(), direct_bpw(kBase), 1e-9);
-  EXPECT_GT(got["base"]["bits_per_weight"].get<double>(), 32.0);
+  EXPECT_EQ(got["base"]["bits_per_weight"].get<double>(), 32.0);
 }
 
 // bf16 against the fixture's float64 numpy KL(f32 || bf16) and top-1 agreement: independent of
@@ -184,6 +181,7 @@ TEST_F(VerifyCompare, Bf16KlMatchesFloat64Reference) {
   EXPECT_NEAR(j["same_top1"].get<double>() * 1878, top1 * 1878, 2);
   EXPECT_NEAR(j["ppl"].get<double>(), ref["ppl"].get<double>(), 1e-5 * ref["ppl"].get<double>());
   EXPECT_NEAR(j["bits_per_weight"].get<double>(), direct_bpw(kBf16), 1e-9);
+  EXPECT_EQ(j["bits_per_weight"].get<double>(), 16.0);
 }
 
 }  // namespace
