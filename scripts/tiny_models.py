@@ -360,6 +360,14 @@ def build(name):
         c = gemma3_config()
         w = Weights(seed, 0.0)
         gemma3_weights(w, c)
+    elif name == "gemma4-e2b-sliding-last":
+        # Valid for HF, outside llama.cpp: the last non-shared layer is sliding (s s f s | s f),
+        # so HF's donors are 3 / 2 while llama.cpp's are 2 / 3 (tests/quantize/llama_compat_test).
+        c = gemma4_e2b_config()
+        s, f = "sliding_attention", "full_attention"
+        c["text_config"]["layer_types"] = [s, s, f, s, s, f]
+        w = Weights(seed, 1.0)
+        gemma4_weights(w, c, shared_kv_extras=False)
     elif name.startswith("gemma4"):
         c = {"gemma4-e2b": gemma4_e2b_config, "gemma4-26b-a4b": gemma4_26b_config,
              "gemma4-31b": gemma4_31b_config}[name]()
@@ -376,6 +384,8 @@ def build(name):
 
 MODELS = ["llama", "llama-tied", "llama-wide", "gemma3", "gemma4-e2b", "gemma4-26b-a4b", "gemma4-31b",
           "qwen3", "qwen3moe"]
+# Written only when named with --only: configs llama.cpp cannot load as HF means them.
+EXTRA_MODELS = ["gemma4-e2b-sliding-last"]
 
 
 def write_model(out_dir, name, dtype, sharded):
@@ -400,14 +410,14 @@ def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out_dir")
     ap.add_argument("--dtype", choices=["bf16", "f32"], default="bf16")
-    ap.add_argument("--only", help="comma-separated subset of: " + ", ".join(MODELS))
+    ap.add_argument("--only", help="comma-separated subset of: " + ", ".join(MODELS + EXTRA_MODELS))
     ap.add_argument("--sharded", nargs="?", const="llama", default=None, metavar="NAME",
                     help="write NAME (default llama) as 2 shards + model.safetensors.index.json")
     args = ap.parse_args(argv)
     names = args.only.split(",") if args.only else MODELS
     for n in names:
-        if n not in MODELS:
-            ap.error("unknown model '%s'; choose from %s" % (n, ", ".join(MODELS)))
+        if n not in MODELS + EXTRA_MODELS:
+            ap.error("unknown model '%s'; choose from %s" % (n, ", ".join(MODELS + EXTRA_MODELS)))
     if args.sharded and args.sharded not in MODELS:
         ap.error("unknown model '%s' for --sharded" % args.sharded)
     for n in names:
