@@ -330,16 +330,20 @@ std::vector<int64_t> hf_special_added_ids(const TokenizerAssets& t) {
   return ids;
 }
 
-// Every added token HF marks special becomes CONTROL, whichever vocabulary path wrote the
-// rest. llama.cpp splits CONTROL tokens out of the text only when parse_special is on and
+// Every added token HF marks special (and every token tokenizer_config names special: roles and
+// additional_special_tokens) becomes CONTROL, whichever vocabulary path wrote the rest. llama.cpp splits CONTROL tokens out of the text only when parse_special is on and
 // never merges them; a NORMAL or USER_DEFINED <start_of_turn> would be tokenized as plain
 // text (7 pieces for Gemma 3) or be emitted from plain text. The converter's own paths miss
 // some: LlamaHfVocab marks only tokenizer.all_special_tokens (roles and
 // additional_special_tokens, not Gemma 3's <start_of_turn>), _create_vocab_sentencepiece
 // reads added_tokens_decoder but not tokenizer.json. UNKNOWN/BYTE/UNUSED/CONTROL stay as they
 // are (a special <unk> is UNKNOWN in the converter's output, and llama.cpp treats it so).
-void mark_special_added_tokens(const TokenizerAssets& t, std::vector<int32_t>& types) {
-  for (const int64_t id : hf_special_added_ids(t)) {
+void mark_special_added_tokens(const TokenizerAssets& t, const std::vector<std::string>& tokens,
+                               std::vector<int32_t>& types) {
+  std::vector<int64_t> ids = hf_special_added_ids(t);
+  for (const std::string& s : all_special_tokens(t))  // named roles, additional_special_tokens
+    if (auto it = std::find(tokens.begin(), tokens.end(), s); it != tokens.end()) ids.push_back(it - tokens.begin());
+  for (const int64_t id : ids) {
     if (id >= int64_t(types.size())) continue;
     int32_t& type = types[size_t(id)];
     if (type == int32_t(TokenType::kNormal) || type == int32_t(TokenType::kUserDefined)) type = int32_t(TokenType::kControl);
@@ -408,7 +412,7 @@ Vocab llama_hf_vocab(const TokenizerAssets& t, const Json& tok) {
     v.scores.push_back(-1000.0f);
     v.types.push_back(int32_t(special && is_special_id(id_of[text]) ? TokenType::kControl : TokenType::kUserDefined));
   }
-  mark_special_added_tokens(t, v.types);
+  mark_special_added_tokens(t, v.tokens, v.types);
   return v;
 }
 
@@ -423,7 +427,7 @@ bool set_vocab_sentencepiece(ArchKvContext& c) {
   c.kv.set("tokenizer.ggml.model", GgufValue::string("llama"));
   c.kv.set("tokenizer.ggml.pre", GgufValue::string("default"));
   Vocab v{t.tokens, t.scores, t.token_types};
-  mark_special_added_tokens(t, v.types);
+  mark_special_added_tokens(t, v.tokens, v.types);
   add_vocab(c.kv, v, true);
   SpecialVocab(c.desc, false, t.tokens.size()).add_to(c.kv);
   return true;
@@ -461,7 +465,7 @@ void set_vocab_gpt2(ArchKvContext& c) {
   c.kv.set("tokenizer.ggml.model", GgufValue::string("gpt2"));
   c.kv.set("tokenizer.ggml.pre", GgufValue::string(t.gguf_pre));
   Vocab v{t.tokens, {}, t.token_types};
-  mark_special_added_tokens(t, v.types);
+  mark_special_added_tokens(t, v.tokens, v.types);
   add_vocab(c.kv, v, false);
   SpecialVocab(c.desc, true, std::nullopt).add_to(c.kv);
 }

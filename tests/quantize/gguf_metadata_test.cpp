@@ -190,7 +190,8 @@ TEST(GgufMetadataReference, TinyModels) {
 // into text pieces by llama.cpp). tokenizer.model only, special in added_tokens_decoder: what
 // the converter writes (compared key by key, token types included). tokenizer.model +
 // tokenizer.json, special only in tokenizer.json: the converter's SentencePiece path misses
-// it; temper follows HF. (tokenizer.json only: runtime_gguf/gguf_chat_tokenize_test.)
+// it; temper follows HF, also for tokens named only in additional_special_tokens. (tokenizer.json
+// only: runtime_gguf/gguf_chat_tokenize_test.)
 TEST(GgufMetadataReference, SpecialAddedTokensAreControl) {
   if (!have_reference()) GTEST_SKIP() << "llama.cpp reference missing: run scripts/setup-llama-ref.sh";
   TempDir tmp;
@@ -217,6 +218,15 @@ TEST(GgufMetadataReference, SpecialAddedTokensAreControl) {
     tok["added_tokens"].push_back(e);
   }, {"tokenizer.json"});
   EXPECT_EQ(GgufFile(write_ours(tmp, both)).get_array<int32_t>("tokenizer.ggml.token_type").at(300), kControl);
+
+  // tokenizer.model only, named special only through additional_special_tokens (older configs
+  // without added_tokens_decoder): transformers never splits it either.
+  const std::string additional = variant(tmp, stories, "additional", [&](const std::string&, Json& tc) {
+    tc.erase("added_tokens_decoder");
+    tc["additional_special_tokens"] = Json::array({"\u2581S"});
+  }, {"tokenizer_config.json"});
+  fs::remove(additional + "/tokenizer.json");
+  EXPECT_EQ(GgufFile(write_ours(tmp, additional)).get_array<int32_t>("tokenizer.ggml.token_type").at(301), kControl);
 }
 
 // ---- checks that need no reference ----------------------------------------------------
