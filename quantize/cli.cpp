@@ -55,7 +55,8 @@ void add_quantize_command(CLI::App& app) {
       ->required();
   cmd->add_option("-o,--output", o->output, "Output GGUF (not needed with --dry-run)");
   cmd->add_option("-t,--type", o->type, "File type: " + types)->capture_default_str();
-  cmd->add_flag("-f,--force", o->overwrite, "Overwrite an existing output");
+  cmd->add_flag("-f,--force", o->overwrite,
+                "Overwrite an existing output; also write a model llama.cpp would misread (why is kept in the GGUF)");
   cmd->add_flag("--dry-run", o->dry_run, "Print each tensor's type, bytes and bits per weight; write nothing");
   cmd->add_flag("--pure", o->pure, "No mix: every quantizable tensor gets the file type's default");
   cmd->add_flag("--allow-requantize", o->allow_requantize, "Accept already-quantized GGUF input (loses quality)");
@@ -68,6 +69,7 @@ void add_quantize_command(CLI::App& app) {
   cmd->callback([o, json] {
     // A usage error (exit 2) like any other missing option; --dry-run writes nothing.
     if (o->output.empty() && !o->dry_run) throw CLI::RequiredError("--output");
+    o->allow_llama_incompatible = o->overwrite;
     if (*json) set_log_level(LogLevel::kQuiet);
     QuantizeReport r = quantize_model(*o);
     for (const auto& w : r.warnings) warn(w);

@@ -18,6 +18,7 @@
 #include "quantize/gguf_metadata.h"
 #include "quantize/gguf_plan.h"
 #include "quantize/imatrix.h"
+#include "quantize/llama_compat.h"
 #include "quantize/modelfile.h"
 #include "quantize/policy.h"
 
@@ -148,6 +149,8 @@ QuantizeReport quantize_model(const QuantizeOptions& o) {
     plans = plan_gguf_tensors(model);
     pm = policy_model_of(model.desc.config, std::string(model.desc.arch->gguf_arch));
     kvs = gguf_model_metadata(model.desc, popts.ftype);
+    for (auto& w : check_llama_cpp_compat(model.desc, o.input, o.allow_llama_incompatible, kvs))
+      report.warnings.push_back(std::move(w));
     inputs = model.files;
   }
   const TensorSource& src = gguf ? static_cast<const TensorSource&>(*gguf) : *model.tensors;

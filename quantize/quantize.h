@@ -19,6 +19,9 @@ struct QuantizeOptions {
   std::string input, output;
   std::string type = "Q4_K_M";                // file type, e.g. Q8_0, Q4_K_M, F16
   bool overwrite = false;                     // --force
+  // --force too: write a GGUF llama.cpp would misread or refuse (quantize/llama_compat.h),
+  // recording why in its metadata, instead of refusing it.
+  bool allow_llama_incompatible = false;
   bool dry_run = false;                       // print the plan, write nothing
   bool pure = false;                          // no mix: the default type everywhere
   bool allow_requantize = false;              // accept already-quantized GGUF input

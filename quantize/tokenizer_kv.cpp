@@ -3,6 +3,7 @@
 // gemma.py Gemma4Model.set_vocab, and gguf-py vocab.py SpecialVocab / LlamaHfVocab, restated
 // over the raw files kept in TokenizerAssets (no tokenizer library is run).
 #include <algorithm>
+#include <cstdlib>
 #include <optional>
 #include <regex>
 #include <unordered_map>
@@ -307,6 +308,48 @@ std::vector<std::string> all_special_tokens(const TokenizerAssets& t) {
   return out;
 }
 
+// Ids whose added-token entry says "special": true (tokenizer.json added_tokens and
+// tokenizer_config.json added_tokens_decoder): transformers never splits these into text.
+std::vector<int64_t> hf_special_added_ids(const TokenizerAssets& t) {
+  std::vector<int64_t> ids;
+  auto take = [&](const Json& entry, int64_t id) {
+    const Json* special = get_in(entry, "special");
+    if (id >= 0 && special && special->is_boolean() && special->get<bool>()) ids.push_back(id);
+  };
+  const Json tok = parse_if_present(t.tokenizer_json, "tokenizer.json");
+  if (const Json* list = get_in(tok, "added_tokens"); list && list->is_array())
+    for (const Json& a : *list)
+      if (const Json* id = get_in(a, "id"); id && id->is_number_integer()) take(a, id->get<int64_t>());
+  const Json tc = parse_if_present(t.tokenizer_config_json, "tokenizer_config.json");
+  if (const Json* dec = get_in(tc, "added_tokens_decoder"); dec && dec->is_object())
+    for (auto it = dec->begin(); it != dec->end(); ++it) {
+      char* end = nullptr;
+      const long long id = std::strtoll(it.key().c_str(), &end, 10);
+      if (end && *end == '\0' && !it.key().empty()) take(*it, id);
+    }
+  return ids;
+}
+
+// Every added token HF marks special (and every token tokenizer_config names special: roles and
+// additional_special_tokens) becomes CONTROL, whichever vocabulary path wrote the rest. llama.cpp splits CONTROL tokens out of the text only when parse_special is on and
+// never merges them; a NORMAL or USER_DEFINED <start_of_turn> would be tokenized as plain
+// text (7 pieces for Gemma 3) or be emitted from plain text. The converter's own paths miss
+// some: LlamaHfVocab marks only tokenizer.all_special_tokens (roles and
+// additional_special_tokens, not Gemma 3's <start_of_turn>), _create_vocab_sentencepiece
+// reads added_tokens_decoder but not tokenizer.json. UNKNOWN/BYTE/UNUSED/CONTROL stay as they
+// are (a special <unk> is UNKNOWN in the converter's output, and llama.cpp treats it so).
+void mark_special_added_tokens(const TokenizerAssets& t, const std::vector<std::string>& tokens,
+                               std::vector<int32_t>& types) {
+  std::vector<int64_t> ids = hf_special_added_ids(t);
+  for (const std::string& s : all_special_tokens(t))  // named roles, additional_special_tokens
+    if (auto it = std::find(tokens.begin(), tokens.end(), s); it != tokens.end()) ids.push_back(it - tokens.begin());
+  for (const int64_t id : ids) {
+    if (id >= int64_t(types.size())) continue;
+    int32_t& type = types[size_t(id)];
+    if (type == int32_t(TokenType::kNormal) || type == int32_t(TokenType::kUserDefined)) type = int32_t(TokenType::kControl);
+  }
+}
+
 enum class HfVocabCheck { kOk, kNotLlamaBpe, kLlama3 };
 
 // LlamaHfVocab.__init__'s pre-check on tokenizer.json.
@@ -369,6 +412,7 @@ Vocab llama_hf_vocab(const TokenizerAssets& t, const Json& tok) {
     v.scores.push_back(-1000.0f);
     v.types.push_back(int32_t(special && is_special_id(id_of[text]) ? TokenType::kControl : TokenType::kUserDefined));
   }
+  mark_special_added_tokens(t, v.tokens, v.types);
   return v;
 }
 
@@ -382,7 +426,9 @@ bool set_vocab_sentencepiece(ArchKvContext& c) {
   // _create_vocab_sentencepiece is what TokenizerAssets' SentencePiece reader restates.
   c.kv.set("tokenizer.ggml.model", GgufValue::string("llama"));
   c.kv.set("tokenizer.ggml.pre", GgufValue::string("default"));
-  add_vocab(c.kv, Vocab{t.tokens, t.scores, t.token_types}, true);
+  Vocab v{t.tokens, t.scores, t.token_types};
+  mark_special_added_tokens(t, v.tokens, v.types);
+  add_vocab(c.kv, v, true);
   SpecialVocab(c.desc, false, t.tokens.size()).add_to(c.kv);
   return true;
 }
@@ -397,6 +443,12 @@ bool set_vocab_llama_hf(ArchKvContext& c) {
   c.kv.set("tokenizer.ggml.pre", GgufValue::string("default"));
   add_vocab(c.kv, v, true);
   SpecialVocab(c.desc, false, v.tokens.size()).add_to(c.kv);
+  // llama.cpp's SPM tokenizer puts a space before the first text fragment and after every
+  // special token unless add_space_prefix is false (src/llama-vocab.cpp, tokenize,
+  // LLAMA_VOCAB_TYPE_SPM: is_prev_special); a tokenizer.json that prepends no "▁" (Gemma 3's)
+  // must say so, or "<start_of_turn>user" becomes <start_of_turn> "▁user".
+  if (!t.add_space_prefix && !c.kv.has("tokenizer.ggml.add_space_prefix"))
+    c.kv.set("tokenizer.ggml.add_space_prefix", GgufValue::scalar<bool>(false));
   return true;
 }
 
@@ -412,7 +464,9 @@ void set_vocab_gpt2(ArchKvContext& c) {
   // the pre-tokenizer (llama.cpp: get_vocab_base_pre).
   c.kv.set("tokenizer.ggml.model", GgufValue::string("gpt2"));
   c.kv.set("tokenizer.ggml.pre", GgufValue::string(t.gguf_pre));
-  add_vocab(c.kv, Vocab{t.tokens, {}, t.token_types}, false);
+  Vocab v{t.tokens, {}, t.token_types};
+  mark_special_added_tokens(t, v.tokens, v.types);
+  add_vocab(c.kv, v, false);
   SpecialVocab(c.desc, true, std::nullopt).add_to(c.kv);
 }
 

@@ -361,6 +361,14 @@ def build(name):
         c = gemma3_config()
         w = Weights(seed, 0.0)
         gemma3_weights(w, c)
+    elif name == "gemma4-e2b-sliding-last":
+        # Valid for HF, outside llama.cpp: the last non-shared layer is sliding (s s f s | s f),
+        # so HF's donors are 3 / 2 while llama.cpp's are 2 / 3 (tests/quantize/llama_compat_test).
+        c = gemma4_e2b_config()
+        s, f = "sliding_attention", "full_attention"
+        c["text_config"]["layer_types"] = [s, s, f, s, s, f]
+        w = Weights(seed, 1.0)
+        gemma4_weights(w, c, shared_kv_extras=False)
     elif name.startswith("gemma4"):
         c = {"gemma4-e2b": gemma4_e2b_config, "gemma4-e2b-nocap": gemma4_e2b_config,
              "gemma4-26b-a4b": gemma4_26b_config, "gemma4-31b": gemma4_31b_config}[name]()
@@ -379,8 +387,9 @@ def build(name):
 
 MODELS = ["llama", "llama-tied", "llama-wide", "gemma3", "gemma4-e2b", "gemma4-26b-a4b", "gemma4-31b",
           "qwen3", "qwen3moe"]
-# Variants written only when asked for by --only.
-EXTRA_MODELS = ["gemma4-e2b-nocap"]
+# Variants written only when named with --only: a Gemma 4 without a final softcap, and a config
+# llama.cpp cannot load as HF means it (the compatibility check refuses it).
+EXTRA_MODELS = ["gemma4-e2b-nocap", "gemma4-e2b-sliding-last"]
 
 
 def write_model(out_dir, name, dtype, sharded):

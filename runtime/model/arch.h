@@ -14,6 +14,17 @@
 
 namespace temper {
 
+class GgufValue;
+
+// One thing the pinned llama.cpp release would read differently from the model (or refuse):
+// the config.json key at fault and why, citing llama.cpp's file and function.
+struct LlamaCppIssue {
+  std::string key;
+  std::string why;
+};
+// The value about to be written under a GGUF key (nullptr when the key is not written).
+using GgufKvLookup = std::function<const GgufValue*(std::string_view key)>;
+
 enum class TensorRole : uint8_t {
   kTokenEmbd, kOutputNorm, kOutput,
   kAttnNorm, kAttnQ, kAttnK, kAttnV, kAttnOut, kAttnQNorm, kAttnKNorm, kPostAttnNorm,
@@ -79,6 +90,9 @@ struct ArchSpec {
   // Names (canonical) the checkpoint may contain that the model ignores (e.g. k/v of
   // Gemma 4 KV-shared layers); skipped with a note instead of refused.
   std::function<bool(const ModelConfig&, std::string_view canonical)> ignorable;
+  // What llama.cpp cannot represent for `cfg`, given the GGUF keys about to be written; run
+  // before any GGUF is written (quantize/llama_compat.h). Empty function = no known limits.
+  std::function<std::vector<LlamaCppIssue>(const ModelConfig&, const GgufKvLookup&)> llama_cpp_issues;
 };
 
 // The registry.

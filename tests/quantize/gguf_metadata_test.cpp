@@ -186,6 +186,49 @@ TEST(GgufMetadataReference, TinyModels) {
   }
 }
 
+// An added token HF marks special is CONTROL in the GGUF on every vocabulary path (never split
+// into text pieces by llama.cpp). tokenizer.model only, special in added_tokens_decoder: what
+// the converter writes (compared key by key, token types included). tokenizer.model +
+// tokenizer.json, special only in tokenizer.json: the converter's SentencePiece path misses
+// it; temper follows HF, also for tokens named only in additional_special_tokens. (tokenizer.json
+// only: runtime_gguf/gguf_chat_tokenize_test.)
+TEST(GgufMetadataReference, SpecialAddedTokensAreControl) {
+  if (!have_reference()) GTEST_SKIP() << "llama.cpp reference missing: run scripts/setup-llama-ref.sh";
+  TempDir tmp;
+  const std::string stories = test::fixture("model/stories260K-hf-f32");
+  auto entry = [](const std::string& content, bool special) {
+    return Json{{"content", content}, {"lstrip", false}, {"normalized", false}, {"rstrip", false},
+                {"single_word", false}, {"special", special}};
+  };
+  const int32_t kControl = 3, kUserDefined = 4;
+  const std::string sp_only = variant(tmp, stories, "sp-only", [&](const std::string&, Json& tc) {
+    tc["added_tokens_decoder"]["300"] = entry("\u2581ha", true);
+    tc["added_tokens_decoder"]["301"] = entry("\u2581S", false);
+  }, {"tokenizer_config.json"});
+  fs::remove(sp_only + "/tokenizer.json");
+  const std::string ours = write_ours(tmp, sp_only);
+  expect_same_kvs(convert_with_reference(tmp, sp_only, false), ours, kIgnoredDescriptive);
+  const auto types = GgufFile(ours).get_array<int32_t>("tokenizer.ggml.token_type");
+  EXPECT_EQ(types.at(300), kControl);
+  EXPECT_EQ(types.at(301), kUserDefined);
+
+  const std::string both = variant(tmp, stories, "both", [&](const std::string&, Json& tok) {
+    Json e = entry("\u2581ha", true);
+    e["id"] = 300;
+    tok["added_tokens"].push_back(e);
+  }, {"tokenizer.json"});
+  EXPECT_EQ(GgufFile(write_ours(tmp, both)).get_array<int32_t>("tokenizer.ggml.token_type").at(300), kControl);
+
+  // tokenizer.model only, named special only through additional_special_tokens (older configs
+  // without added_tokens_decoder): transformers never splits it either.
+  const std::string additional = variant(tmp, stories, "additional", [&](const std::string&, Json& tc) {
+    tc.erase("added_tokens_decoder");
+    tc["additional_special_tokens"] = Json::array({"\u2581S"});
+  }, {"tokenizer_config.json"});
+  fs::remove(additional + "/tokenizer.json");
+  EXPECT_EQ(GgufFile(write_ours(tmp, additional)).get_array<int32_t>("tokenizer.ggml.token_type").at(301), kControl);
+}
+
 // ---- checks that need no reference ----------------------------------------------------
 
 const GgufValue& find_kv(const GgufKvList& kvs, std::string_view key) {

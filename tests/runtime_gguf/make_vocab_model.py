@@ -4,7 +4,8 @@
     /usr/bin/python3 make_vocab_model.py TOKENIZER_DIR ARCH OUT_DIR
 
 ARCH: llama | qwen3 | gemma3. vocab_size = the tokenizer's highest id + 1 (embedding rows =
-vocabulary, as llama.cpp requires); hidden 32, one layer, f16 weights, tied embeddings.
+vocabulary, as llama.cpp requires; from tokenizer.model when there is no tokenizer.json);
+hidden 32, one layer, f16 weights, tied embeddings.
 """
 import json
 import os
@@ -15,6 +16,9 @@ import numpy as np
 
 
 def vocab_size(tok_dir):
+    if not os.path.exists(os.path.join(tok_dir, "tokenizer.json")):  # tokenizer.model only
+        import sentencepiece
+        return sentencepiece.SentencePieceProcessor(model_file=os.path.join(tok_dir, "tokenizer.model")).vocab_size()
     with open(os.path.join(tok_dir, "tokenizer.json"), encoding="utf-8") as f:
         tok = json.load(f)
     ids = list(tok["model"]["vocab"].values()) + [a["id"] for a in tok.get("added_tokens", [])]
@@ -73,8 +77,9 @@ def write_safetensors(path, ts):
 
 def main(tok_dir, arch, out):
     os.makedirs(out, exist_ok=True)
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(os.path.join(tok_dir, name), os.path.join(out, name))
+    for name in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model"):
+        if os.path.exists(os.path.join(tok_dir, name)):
+            shutil.copy(os.path.join(tok_dir, name), os.path.join(out, name))
     c = config(arch, vocab_size(tok_dir))
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(c, f, indent=1)

@@ -436,4 +436,12 @@ std::vector<TensorSpec> llama_style_tensors(bool qk_norm, bool permute_qk) {
   return t;
 }
 
+std::vector<LlamaCppIssue> rope_freq_factors_issue(const ModelConfig& cfg, std::string_view graph_file) {
+  for (const LayerConfig& l : cfg.layers)
+    if (!l.rope_freq_factors.empty())
+      return {{"rope_scaling", cat("per-frequency RoPE factors (llama3-type scaling) are not applied by llama.cpp's graph "
+                                   "for this architecture (", graph_file, ": ggml_rope_ext without freq factors)")}};
+  return {};
+}
+
 }  // namespace temper::arch

@@ -105,6 +105,9 @@ bool is_rotary_buffer(std::string_view canonical);
 bool ignore_rotary_buffers(const ModelConfig&, std::string_view canonical);
 // Appends n_layer copies of `layer`, each owning its K/V (kv_source_layer = its index).
 void repeat_layer(ModelConfig& cfg, LayerConfig layer);
+// For llama.cpp graphs that pass no RoPE frequency factors (ggml_rope_ext(..., nullptr, ...) in
+// `graph_file`): an issue when a layer has them (llama3-type rope_scaling), else nothing.
+std::vector<LlamaCppIssue> rope_freq_factors_issue(const ModelConfig& cfg, std::string_view graph_file);
 // Layer index of "model.layers.{L}.<rest>", and <rest>; nullopt for other names.
 std::optional<std::pair<int, std::string_view>> split_layer_name(std::string_view canonical);
 

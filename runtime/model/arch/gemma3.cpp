@@ -4,6 +4,7 @@
 // query_pre_attn_scalar^-0.5, embeddings scaled by sqrt(hidden_size).
 #include <cmath>
 
+#include "formats/gguf.h"
 #include "model/arch/common.h"
 
 namespace temper {
@@ -126,6 +127,66 @@ ModelConfig parse_gemma3(const Json& root) {
   return cfg;
 }
 
+// What llama.cpp reads from the Gemma 3 keys the converter writes, against the model.
+// src/models/gemma3.cpp llama_model_gemma3::load_arch_hparams, in the release of .llama-ref.
+std::vector<LlamaCppIssue> gemma3_llama_cpp_issues(const ModelConfig& cfg, const GgufKvLookup& kv) {
+  std::vector<LlamaCppIssue> issues;
+  // Sliding layers: with gemma3.attention.sliding_window > 0 it calls load_swa_pattern(ml, 6)
+  // (src/llama-model.cpp llama_model_base::load_swa_pattern): no pattern key is written (nor
+  // by the converter), so llama_hparams::set_swa_pattern(6) (src/llama-hparams.cpp) makes
+  // layer il slide iff il % 6 < 5. Without sliding_window no layer slides.
+  const GgufValue* window = kv("gemma3.attention.sliding_window");
+  const bool swa = window && window->as<uint32_t>() > 0;
+  std::string differ;
+  for (int il = 0; il < cfg.n_layer; ++il)
+    if ((cfg.layers[il].window > 0) != (swa && il % 6 < 5))
+      differ += cat(differ.empty() ? "" : ", ", il, cfg.layers[il].window > 0 ? " (sliding)" : " (global)");
+  if (!differ.empty())
+    issues.push_back({"sliding_window_pattern", cat("llama.cpp's gemma3 loader hard-codes 5 sliding : 1 global layers "
+                      "(src/models/gemma3.cpp load_arch_hparams: load_swa_pattern(ml, 6)); it would get layers ",
+                      differ, " wrong")});
+  // Attention scale: 1/sqrt(head_dim), or 1/sqrt(n_embd / n_head) for 62 layers (27B); the
+  // converter writes no key for query_pre_attn_scalar.
+  const LayerConfig& l0 = cfg.layers[0];
+  const float llama_scale = cfg.n_layer == 62 ? 1.0f / std::sqrt(float(cfg.d_model / l0.n_head))
+                                              : 1.0f / std::sqrt(float(l0.head_dim));
+  if (std::fabs(cfg.attn_scale - llama_scale) > 1e-6f * llama_scale)
+    issues.push_back({"query_pre_attn_scalar", cat("attention scales by ", cfg.attn_scale, " (query_pre_attn_scalar = ",
+                      1 / (cfg.attn_scale * cfg.attn_scale), ") but llama.cpp scales by ", llama_scale,
+                      " (src/models/gemma3.cpp load_arch_hparams: f_attention_scale from head_dim)")});
+  // RoPE: src/llama-model.cpp llama_model::get_rope_freq_base/_scale: sliding layers use
+  // rope_freq_base_train_swa (gemma3.rope.freq_base_swa, else 10000) and
+  // rope_freq_scale_train_swa (always 1: src/llama-hparams.h, no key sets it); global layers
+  // the general rope.freq_base and rope.scaling.factor. The graph passes no rope_freqs
+  // (src/models/gemma3.cpp: ggml_rope_ext(..., nullptr, ...)).
+  const GgufValue* base_swa = kv("gemma3.rope.freq_base_swa");
+  const GgufValue* factor = kv("gemma3.rope.scaling.factor");
+  const float swa_base = base_swa ? base_swa->as<float>() : 10000.0f;
+  const float global_scale = factor && factor->as<float>() != 0 ? 1 / factor->as<float>() : 1.0f;
+  for (int il = 0; il < cfg.n_layer; ++il) {  // the first layer llama.cpp gets wrong is enough
+    const LayerConfig& l = cfg.layers[il];
+    const bool sliding = l.window > 0;
+    const char* key = sliding ? "rope_parameters.sliding_attention" : "rope_scaling";
+    const float scale = sliding ? 1.0f : global_scale;
+    std::string why;
+    if (!l.rope_freq_factors.empty())
+      why = cat("layer ", il, " uses per-frequency RoPE factors (llama3-style scaling), which llama.cpp's gemma3 graph "
+                "does not apply (src/models/gemma3.cpp: ggml_rope_ext without freq factors)");
+    else if (sliding && l.rope_theta != swa_base)
+      key = "rope_local_base_freq", why = cat("sliding layer ", il, " has RoPE base ", l.rope_theta, ", llama.cpp would "
+                                               "use ", swa_base, " (llama_model::get_rope_freq_base)");
+    else if (std::fabs(l.rope_pos_scale - scale) > 1e-6f * scale)
+      why = cat(sliding ? "sliding" : "global", " layer ", il, " scales RoPE positions by ", l.rope_pos_scale,
+                ", llama.cpp by ", scale, " (llama_model::get_rope_freq_scale", sliding ? ": always 1 on sliding layers" : "",
+                ")");
+    if (!why.empty()) {
+      issues.push_back({key, why});
+      break;
+    }
+  }
+  return issues;
+}
+
 }  // namespace
 
 extern const ArchSpec kGemma3Arch;
@@ -137,6 +198,7 @@ const ArchSpec kGemma3Arch{
     .tensors = kGemma3Tensors,
     .canonical_name = arch::canonical_hf_name,
     .ignorable = arch::ignore_rotary_buffers,
+    .llama_cpp_issues = gemma3_llama_cpp_issues,
 };
 
 }  // namespace temper

@@ -6,6 +6,7 @@
 // without a weight, attention is unscaled (1.0), logits are soft-capped.
 #include <cmath>
 
+#include "formats/gguf.h"
 #include "model/arch/common.h"
 
 namespace temper {
@@ -286,6 +287,33 @@ bool gemma4_ignorable(const ModelConfig& cfg, std::string_view name) {
   return false;
 }
 
+// KV sharing as llama.cpp does it (release in .llama-ref): src/models/gemma4.cpp
+// load_arch_hparams sets n_layer_kv_from_start = n_layer - gemma4.attention.shared_kv_layers;
+// src/llama-model.cpp llama_model::create_memory (the reuse lambda for LLM_ARCH_GEMMA4) makes
+// a shared sliding layer read layer n_kv - 2 and a shared full layer n_kv - 1, asserting
+// n_kv >= 2. The iSWA cache keeps sliding and full layers in separate caches, so a donor of
+// the other type is not found: src/llama-kv-cache.cpp llama_kv_cache::llama_kv_cache aborts
+// with GGML_ASSERT(map_layer_ids.find(il_reuse) != map_layer_ids.end()). HF's donor is the
+// last non-shared layer of the same type; the two agree only when the last two non-shared
+// layers are sliding, full.
+std::vector<LlamaCppIssue> gemma4_llama_cpp_issues(const ModelConfig& cfg, const GgufKvLookup& kv) {
+  const GgufValue* shared = kv("gemma4.attention.shared_kv_layers");
+  const int n_kv = cfg.n_layer - (shared ? int(shared->as<uint32_t>()) : 0);
+  for (int il = n_kv; il < cfg.n_layer; ++il) {
+    const bool sliding = cfg.layers[il].window > 0;
+    const int llama_donor = n_kv - (sliding ? 2 : 1);
+    if (n_kv >= 2 && cfg.layers[il].kv_source_layer == llama_donor) continue;
+    auto kind = [&](int l) { return l < 0 ? "none" : cfg.layers[l].window > 0 ? "sliding" : "full"; };
+    return {{"num_kv_shared_layers", cat("shared ", kind(il), " layer ", il, " takes K/V from layer ",
+             cfg.layers[il].kv_source_layer, " (the last non-shared ", kind(il), " layer), but llama.cpp takes them from "
+             "layer ", llama_donor, " (", kind(llama_donor), "): it assumes the last two non-shared layers (see "
+             "layer_types) are sliding then full, reads the wrong K/V otherwise and aborts loading when the donor is "
+             "of the other type (src/llama-model.cpp create_memory, src/llama-kv-cache.cpp "
+             "GGML_ASSERT(map_layer_ids.find(il_reuse) ...))")}};
+  }
+  return {};
+}
+
 }  // namespace
 
 extern const ArchSpec kGemma4Arch;
@@ -298,6 +326,7 @@ const ArchSpec kGemma4Arch{
     .tensors = kGemma4Tensors,
     .canonical_name = arch::canonical_hf_name,
     .ignorable = gemma4_ignorable,
+    .llama_cpp_issues = gemma4_llama_cpp_issues,
 };
 
 }  // namespace temper

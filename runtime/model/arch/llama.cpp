@@ -39,6 +39,11 @@ const ArchSpec kLlamaArch{
     .tensors = kLlamaTensors,
     .canonical_name = arch::canonical_hf_name,
     .ignorable = arch::ignore_rotary_buffers,
+    // No llama.cpp limits (release in .llama-ref): llama_model_base::load_hparams
+    // (src/llama-model.cpp) throws "invalid n_rot" for LLM_ARCH_LLAMA when rope.dimension_count
+    // != key_length, but both come from head_dim (or hidden/heads), so they agree; linear
+    // rope.scaling.* applies to every layer there; llama3 scaling is the rope_freqs tensor,
+    // which src/models/llama.cpp applies. Other RoPE types temper refuses when reading.
 };
 
 }  // namespace temper

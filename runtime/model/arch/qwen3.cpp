@@ -30,6 +30,14 @@ ModelConfig parse_qwen3(const Json& root) {
   return cfg;
 }
 
+// What llama.cpp (release in .llama-ref) cannot represent: src/models/qwen3.cpp
+// load_arch_hparams reads only the generic keys (llama_model_base::load_hparams: heads, head
+// dims, rope.freq_base, linear rope.scaling.*, all as the converter writes them); its graph
+// applies no rope_freqs. Sliding windows temper refuses when reading the config.
+std::vector<LlamaCppIssue> qwen3_llama_cpp_issues(const ModelConfig& cfg, const GgufKvLookup&) {
+  return arch::rope_freq_factors_issue(cfg, "src/models/qwen3.cpp");
+}
+
 }  // namespace
 
 extern const ArchSpec kQwen3Arch;
@@ -41,6 +49,7 @@ const ArchSpec kQwen3Arch{
     .tensors = kQwen3Tensors,
     .canonical_name = arch::canonical_hf_name,
     .ignorable = arch::ignore_rotary_buffers,
+    .llama_cpp_issues = qwen3_llama_cpp_issues,
 };
 
 }  // namespace temper

@@ -83,6 +83,25 @@ ModelConfig parse_qwen3moe(const Json& root) {
   return cfg;
 }
 
+// What llama.cpp (release in .llama-ref) cannot represent. src/models/qwen3moe.cpp: the graph
+// calls build_moe_ffn(..., LLM_FFN_SILU, /*norm_w=*/true, ...), always renormalising the
+// top-k router weights (no key turns it off); load_arch_tensors creates ffn_gate_inp and the
+// expert tensors of every layer as required, so a dense layer fails to load.
+std::vector<LlamaCppIssue> qwen3moe_llama_cpp_issues(const ModelConfig& cfg, const GgufKvLookup&) {
+  std::vector<LlamaCppIssue> issues = arch::rope_freq_factors_issue(cfg, "src/models/qwen3moe.cpp");
+  if (!cfg.moe_norm_topk)
+    issues.push_back({"norm_topk_prob", "is false, but llama.cpp's qwen3moe graph always renormalises the top-k router "
+                      "weights to sum 1 (src/models/qwen3moe.cpp: build_moe_ffn with norm_w = true)"});
+  for (int il = 0; il < cfg.n_layer; ++il)
+    if (cfg.layers[il].ffn != FfnKind::kMoe) {
+      issues.push_back({"mlp_only_layers / decoder_sparse_step", cat("layer ", il, " is a dense MLP layer, but llama.cpp's "
+                        "qwen3moe loader requires router and experts in every layer (src/models/qwen3moe.cpp "
+                        "load_arch_tensors: ffn_gate_inp is a required tensor)")});
+      break;
+    }
+  return issues;
+}
+
 }  // namespace
 
 extern const ArchSpec kQwen3MoeArch;
@@ -94,6 +113,7 @@ const ArchSpec kQwen3MoeArch{
     .tensors = kQwen3MoeTensors,
     .canonical_name = arch::canonical_hf_name,
     .ignorable = arch::ignore_rotary_buffers,
+    .llama_cpp_issues = qwen3moe_llama_cpp_issues,
 };
 
 }  // namespace temper
