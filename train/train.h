@@ -16,8 +16,14 @@
 
 #include "forward/forward.h"
 
+namespace CLI {
+class App;
+}
+
 namespace temper::train {
 
+// Registers `temper train` (train/cli.cpp).
+void add_train_command(CLI::App& app);
 
 // The projections an adapter can sit on, with PEFT's module names.
 enum class Target : uint8_t { kQ, kK, kV, kO, kGate, kUp, kDown };
