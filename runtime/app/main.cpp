@@ -11,6 +11,7 @@
 #include "convert.h"
 #include "quantize.h"
 #include "verify.h"
+#include "train/train.h"
 #include "core/error.h"
 #include "core/file.h"
 #include "core/log.h"
@@ -45,6 +46,7 @@ int main(int argc, char** argv) {
   temper::add_eval_command(app);
   temper::add_compare_command(app);
   temper::add_generate_command(app);
+  temper::train::add_train_command(app);
   temper::add_inspect_command(app);
   temper::add_tokenize_command(app);
 

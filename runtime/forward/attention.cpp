@@ -12,6 +12,14 @@ namespace temper::forward {
 void attention_forward(float* out, const float* q, const float* k_cache, const float* v_cache,
                        int64_t n_tokens, int64_t pos0, int n_head, int n_head_kv, int head_dim,
                        int window, float scale) {
+  attention_forward_masked(out, nullptr, q, k_cache, v_cache, nullptr, n_tokens, pos0, n_head,
+                           n_head_kv, head_dim, window, scale);
+}
+
+void attention_forward_masked(float* out, float* lse, const float* q, const float* k_cache,
+                              const float* v_cache, const int32_t* first_key, int64_t n_tokens,
+                              int64_t pos0, int n_head, int n_head_kv, int head_dim, int window,
+                              float scale) {
   const int group = n_head / n_head_kv;
   const int64_t q_stride = int64_t(n_head) * head_dim;
   const int64_t kv_stride = int64_t(n_head_kv) * head_dim;
@@ -27,7 +35,8 @@ void attention_forward(float* out, const float* q, const float* k_cache, const f
       const int64_t t = pair / n_head;
       const int h = int(pair % n_head);
       const int64_t q_pos = pos0 + t;
-      const int64_t first = window > 0 ? std::max<int64_t>(0, q_pos - window + 1) : 0;
+      int64_t first = window > 0 ? std::max<int64_t>(0, q_pos - window + 1) : 0;
+      if (first_key) first = std::max<int64_t>(first, first_key[t]);
       const float* qv = q + t * q_stride + int64_t(h) * head_dim;
       const int64_t kv_off = int64_t(h / group) * head_dim;
       float mx = -INFINITY;
@@ -52,6 +61,7 @@ void attention_forward(float* out, const float* q, const float* k_cache, const f
       }
       float* o = out + t * q_stride + int64_t(h) * head_dim;
       for (int i = 0; i < head_dim; ++i) o[i] = float(acc[i] / denom);
+      if (lse) lse[t * n_head + h] = float(double(mx) + std::log(denom));
     }
   }
 }

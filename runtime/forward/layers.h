@@ -23,6 +23,20 @@ void attention_forward(float* out,            // (T, NH*HD)
                        int64_t n_tokens, int64_t pos0, int n_head, int n_head_kv, int head_dim,
                        int window, float scale);
 
+// The same attention with two additions training needs. `first_key` (T entries, or nullptr
+// for 0) is the first key position each query may see: with several examples packed into one
+// sequence it is the start of the query's example, so no attention crosses an example
+// boundary. `lse` (T, NH), when not nullptr, receives each softmax's log-sum-exp (max score +
+// log of the denominator) for the backward pass. attention_forward is this with both nullptr.
+void attention_forward_masked(float* out,               // (T, NH*HD)
+                              float* lse,               // (T, NH) or nullptr
+                              const float* q,           // (T, NH*HD), RoPE applied
+                              const float* k_cache,     // (>= P0+T, NKV*HD)
+                              const float* v_cache,     // (>= P0+T, NKV*HD)
+                              const int32_t* first_key,  // (T) or nullptr
+                              int64_t n_tokens, int64_t pos0, int n_head, int n_head_kv,
+                              int head_dim, int window, float scale);
+
 // Routing: softmax over E router logits, the top K (ties: lower index), optionally
 // renormalised to sum 1, then multiplied by per-expert scales when given.
 struct Routing {

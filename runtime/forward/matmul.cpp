@@ -18,14 +18,12 @@ void matrix_row(float* out, const Matrix& w, int64_t r) {
   quant::dequantize_row(w.dtype, w.row(r), out, w.cols);
 }
 
-void matmul_forward(float* y, const float* x, const Matrix& w, int64_t n_tokens, int64_t ldy,
-                    std::vector<float>& scratch) {
+void for_each_f32_tile(const Matrix& w, std::vector<float>& scratch,
+                       const std::function<void(int64_t, int64_t, const float*)>& fn) {
   const int64_t K = w.cols, N = w.rows;
-  if (n_tokens == 0 || N == 0) return;
-  const bool direct = w.dtype == DType::kF32 && reinterpret_cast<uintptr_t>(w.data) % 4 == 0;
-  if (direct) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n_tokens), int(N), int(K), 1.0f, x,
-                int(K), reinterpret_cast<const float*>(w.data), int(K), 0.0f, y, int(ldy));
+  if (N == 0) return;
+  if (w.dtype == DType::kF32 && reinterpret_cast<uintptr_t>(w.data) % 4 == 0) {
+    fn(0, N, reinterpret_cast<const float*>(w.data));
     return;
   }
   const int64_t tile_rows = std::clamp<int64_t>(kTileElems / std::max<int64_t>(K, 1), 1, N);
@@ -36,9 +34,18 @@ void matmul_forward(float* y, const float* x, const Matrix& w, int64_t n_tokens,
 #pragma omp parallel for schedule(static) if (nr * K >= (1 << 15))
     for (int64_t r = 0; r < nr; ++r) quant::dequantize_row(w.dtype, w.row(r0 + r), tile + r * K, K);
     // Outside the parallel region: OpenBLAS uses the same OpenMP pool.
+    fn(r0, nr, tile);
+  }
+}
+
+void matmul_forward(float* y, const float* x, const Matrix& w, int64_t n_tokens, int64_t ldy,
+                    std::vector<float>& scratch) {
+  const int64_t K = w.cols;
+  if (n_tokens == 0) return;
+  for_each_f32_tile(w, scratch, [&](int64_t r0, int64_t nr, const float* tile) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n_tokens), int(nr), int(K), 1.0f, x,
                 int(K), tile, int(K), 0.0f, y + r0, int(ldy));
-  }
+  });
 }
 
 }  // namespace temper::forward

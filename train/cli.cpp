@@ -1,0 +1,39 @@
+// The `temper train` subcommand: options -> TrainOptions -> run_train.
+#include <CLI/CLI.hpp>
+
+#include "core/log.h"
+#include "train/train.h"
+#include "train/trainer.h"
+
+namespace temper::train {
+
+void add_train_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("train", "LoRA fine-tuning on the CPU (first slice: Llama-style models)");
+  auto o = std::make_shared<TrainOptions>();
+  cmd->add_option("model", o->model, "Base model: Hugging Face folder or temper checkpoint (.h5)")->required();
+  cmd->add_option("--data", o->data, "Training data: .txt (chunks of --seq tokens) or .jsonl with \"text\" records")->required();
+  cmd->add_option("-o,--output", o->output, "Adapter file to write (.h5)")->required();
+  cmd->add_option("--rank", o->rank, "LoRA rank")->capture_default_str();
+  cmd->add_option("--alpha", o->alpha, "LoRA alpha (scale alpha/rank)")->capture_default_str();
+  cmd->add_flag("--rslora", o->rslora, "Scale by alpha/sqrt(rank) (rsLoRA)");
+  cmd->add_option("--targets", o->targets, "Projections to adapt (q,k,v,o,gate,up,down)")->capture_default_str();
+  cmd->add_option("--lr", o->lr, "Peak learning rate (AdamW)")->capture_default_str();
+  auto* steps = cmd->add_option("--steps", o->steps, "Optimiser steps (instead of --epochs; 0 writes the initial adapter)");
+  cmd->add_option("--epochs", o->epochs, "Passes over the data (fractions allowed)")->capture_default_str()->excludes(steps);
+  cmd->add_option("--batch", o->batch, "Examples packed per micro-batch")->capture_default_str();
+  cmd->add_option("--grad-accum", o->grad_accum, "Micro-batches per optimiser step")->capture_default_str();
+  cmd->add_option("--seq", o->seq, "Tokens per example (longer .jsonl records are truncated)")->capture_default_str();
+  cmd->add_option("--warmup", o->warmup, "Linear warm-up steps")->capture_default_str();
+  cmd->add_option("--schedule", o->schedule, "Learning-rate schedule: constant, linear, cosine")->capture_default_str();
+  cmd->add_option("--weight-decay", o->weight_decay, "AdamW decoupled weight decay")->capture_default_str();
+  cmd->add_option("--clip", o->clip, "Max global gradient norm (0: off)")->capture_default_str();
+  cmd->add_option("--seed", o->seed, "Seed of the adapters' initialisation")->capture_default_str();
+  cmd->add_flag("--json", o->json, "One JSON line per step on stdout (step, loss, lr, grad_norm, ...)");
+  cmd->add_flag("--force", o->overwrite, "Overwrite the output file");
+  cmd->callback([o] {
+    if (o->json) set_log_level(LogLevel::kQuiet);
+    run_train(*o);
+  });
+}
+
+}  // namespace temper::train

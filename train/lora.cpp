@@ -1,0 +1,166 @@
+// LoRA adapters on a frozen base: target names, packing examples into a batch, the checks
+// that the base only uses features this slice trains, and PEFT's initialisation.
+#include <cmath>
+#include <numeric>
+
+#include "core/error.h"
+#include "forward/weights.h"
+#include "train/decoder_train.h"
+#include "train/train.h"
+
+namespace temper::train {
+
+namespace {
+
+struct TargetInfo {
+  Target target;
+  std::string_view name, hf_module;
+};
+constexpr TargetInfo kTargets[kNumTargets] = {
+    {Target::kQ, "q", "self_attn.q_proj"},   {Target::kK, "k", "self_attn.k_proj"},
+    {Target::kV, "v", "self_attn.v_proj"},   {Target::kO, "o", "self_attn.o_proj"},
+    {Target::kGate, "gate", "mlp.gate_proj"}, {Target::kUp, "up", "mlp.up_proj"},
+    {Target::kDown, "down", "mlp.down_proj"},
+};
+
+// splitmix64 (Steele, Lea, Flood 2014): a fixed, portable stream, so an adapter's
+// initialisation depends on the seed only, never on the C++ library's distributions.
+uint64_t splitmix64(uint64_t& state) {
+  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// The base's features this slice does not train, by name ("" when none).
+std::string unsupported_feature(const ModelConfig& cfg, const forward::Weights& w) {
+  if (cfg.post_norms) return "sandwich (post-attention/post-FFN) norms";
+  if (cfg.qk_norm) return "q/k norms";
+  if (cfg.v_norm) return "v norm";
+  if (cfg.ple_dim > 0) return "per-layer embeddings";
+  for (int l = 0; l < cfg.n_layer; ++l) {
+    const LayerConfig& L = cfg.layers[l];
+    const forward::LayerWeights& W = w.layers[l];
+    if (L.ffn != FfnKind::kDense) return "mixture-of-experts layers";
+    if (L.kv_source_layer >= 0 && L.kv_source_layer != l) return "KV sharing between layers";
+    if (L.k_eq_v || !W.wv) return "V taken from the K projection (k_eq_v)";
+    if (W.layer_scalar != 1) return "per-layer output scalars";
+    if (!W.ffn_gate || L.d_ff <= 0) return "layers without a gated MLP";
+    if (!W.post_attn_norm.empty() || !W.post_ffn_norm.empty() || !W.q_norm.empty() ||
+        !W.k_norm.empty() || W.ffn_norm.empty())
+      return "a norm layout other than pre-attention + pre-FFN RMSNorm";
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string_view target_name(Target t) { return kTargets[int(t)].name; }
+std::string_view target_hf_module(Target t) { return kTargets[int(t)].hf_module; }
+std::optional<Target> target_from_name(std::string_view name) {
+  for (const TargetInfo& t : kTargets)
+    if (t.name == name) return t.target;
+  return std::nullopt;
+}
+std::vector<Target> all_targets() {
+  std::vector<Target> v;
+  for (const TargetInfo& t : kTargets) v.push_back(t.target);
+  return v;
+}
+
+float LoraConfig::scale() const {
+  return rslora ? float(double(alpha) / std::sqrt(double(rank))) : float(double(alpha) / rank);
+}
+
+int64_t Batch::n_trained() const {
+  int64_t n = 0;
+  for (int32_t t : targets) n += t >= 0;
+  return n;
+}
+
+Batch pack(const std::vector<Example>& examples) {
+  Batch b;
+  for (const Example& e : examples) {
+    TEMPER_CHECK(e.trained.size() == e.tokens.size(), "example has ", e.tokens.size(),
+                 " tokens but ", e.trained.size(), " mask entries");
+    const int32_t start = int32_t(b.tokens.size());
+    const size_t m = e.tokens.size();
+    for (size_t i = 0; i < m; ++i) {
+      b.tokens.push_back(e.tokens[i]);
+      b.targets.push_back(i + 1 < m && e.trained[i + 1] ? e.tokens[i + 1] : -1);
+      b.positions.push_back(int32_t(i));
+      b.first_key.push_back(start);
+    }
+  }
+  return b;
+}
+
+LoraModel::~LoraModel() = default;
+
+LoraModel::LoraModel(const forward::Model& base, const LoraConfig& cfg)
+    : base_(base), cfg_(cfg), work_(std::make_unique<Work>()) {
+  const ModelConfig& mc = base.config();
+  const forward::Weights& w = base.weights();
+  const std::string feature = unsupported_feature(mc, w);
+  TEMPER_CHECK(feature.empty(), "temper train does not yet train models with ", feature,
+               " (this first slice trains Llama-style decoders)");
+  TEMPER_CHECK(!cfg.targets.empty(), "no LoRA targets given");
+  TEMPER_CHECK(cfg.rank > 0, "LoRA rank must be positive, got ", cfg.rank);
+  std::vector<bool> chosen(kNumTargets, false);
+  for (Target t : cfg.targets) chosen[int(t)] = true;
+  uint64_t rng = cfg.seed;
+  index_.assign(mc.n_layer, std::vector<int>(kNumTargets, -1));
+  for (int l = 0; l < mc.n_layer; ++l) {
+    const forward::LayerWeights& W = w.layers[l];
+    const forward::Matrix* mats[kNumTargets] = {&W.wq, &W.wk, &W.wv, &W.wo,
+                                                &W.ffn_gate, &W.ffn_up, &W.ffn_down};
+    for (int t = 0; t < kNumTargets; ++t) {
+      if (!chosen[t]) continue;
+      LoraPair p;
+      p.layer = l;
+      p.target = Target(t);
+      p.in = mats[t]->cols;
+      p.out = mats[t]->rows;
+      TEMPER_CHECK(cfg.rank <= std::min(p.in, p.out), "LoRA rank ", cfg.rank,
+                   " is larger than layer ", l, " ", target_name(Target(t)), " (", p.out, " x ",
+                   p.in, ")");
+      // PEFT: A = kaiming_uniform_(a = sqrt(5)) on (r, in): gain sqrt(2 / (1 + 5)), bound
+      // gain · sqrt(3 / fan_in) = 1 / sqrt(in). B = 0, so the adapter starts as a no-op.
+      const double bound = 1.0 / std::sqrt(double(p.in));
+      p.a.resize(size_t(cfg.rank * p.in));
+      for (float& v : p.a) {
+        const double u = double(splitmix64(rng) >> 11) * 0x1.0p-53;  // [0, 1)
+        v = float((2 * u - 1) * bound);
+      }
+      p.b.assign(size_t(p.out * cfg.rank), 0.0f);
+      p.da.assign(p.a.size(), 0.0f);
+      p.db.assign(p.b.size(), 0.0f);
+      index_[l][t] = int(pairs_.size());
+      pairs_.push_back(std::move(p));
+    }
+    work_->rope.push_back(forward::make_rope_params(mc.rope_style, mc.layers[l].head_dim,
+                                              mc.layers[l].n_rot, mc.layers[l].rope_theta,
+                                              mc.layers[l].rope_freq_factors,
+                                              mc.layers[l].rope_pos_scale));
+  }
+}
+
+LoraPair* LoraModel::find(int layer, Target t) {
+  if (layer < 0 || layer >= int(index_.size())) return nullptr;
+  const int i = index_[layer][int(t)];
+  return i < 0 ? nullptr : &pairs_[i];
+}
+
+void LoraModel::zero_grads() {
+  for (LoraPair& p : pairs_) {
+    std::fill(p.da.begin(), p.da.end(), 0.0f);
+    std::fill(p.db.begin(), p.db.end(), 0.0f);
+  }
+}
+
+double LoraModel::forward_backward(const Batch& batch, float grad_scale) {
+  return run(batch, grad_scale, true);
+}
+double LoraModel::loss(const Batch& batch) { return run(batch, 0.0f, false); }
+
+}  // namespace temper::train

@@ -1,0 +1,103 @@
+// temper train: LoRA fine-tuning on the CPU (issue 9). The base model stays frozen in its
+// stored type; adapters A (r, in) and B (out, r) sit on any subset of the seven projections and
+// are the only trainable parameters. First slice: Llama-style decoders (RMSNorm, RoPE incl.
+// llama3 scaling, GQA, gated MLP, tied/untied output); any other feature is refused by name.
+//
+//   auto model = forward::Model::load(*src, desc);
+//   train::LoraModel lora(*model, {.rank = 8, .alpha = 16, .targets = train::all_targets()});
+//   train::Batch batch = train::pack({example1, example2});
+//   double loss_sum = lora.forward_backward(batch, 1.0f / batch.n_trained());  // adds to grads
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "forward/forward.h"
+
+namespace CLI {
+class App;
+}
+
+namespace temper::train {
+
+// Registers `temper train` (train/cli.cpp).
+void add_train_command(CLI::App& app);
+
+// The projections an adapter can sit on, with PEFT's module names.
+enum class Target : uint8_t { kQ, kK, kV, kO, kGate, kUp, kDown };
+constexpr int kNumTargets = 7;
+std::string_view target_name(Target t);  // "q", "k", "v", "o", "gate", "up", "down"
+std::string_view target_hf_module(Target t);  // "self_attn.q_proj", ..., "mlp.down_proj"
+std::optional<Target> target_from_name(std::string_view name);
+std::vector<Target> all_targets();
+
+struct LoraConfig {
+  int rank = 8;
+  float alpha = 16;
+  bool rslora = false;  // scale alpha / sqrt(rank) instead of alpha / rank
+  std::vector<Target> targets;
+  uint64_t seed = 0;  // initialisation of A
+  float scale() const;
+};
+
+// One training example: tokens and, per token, whether predicting it (from the tokens before
+// it) is trained. trained[0] is ignored: the first token has no prefix.
+struct Example {
+  std::vector<int32_t> tokens;
+  std::vector<uint8_t> trained;
+};
+
+// Examples packed into one sequence: positions restart at each example and no token attends
+// across an example boundary, so packing n examples computes exactly what n separate
+// sequences would.
+struct Batch {
+  std::vector<int32_t> tokens;     // (n) inputs
+  std::vector<int32_t> targets;    // (n) the next token of the same example, or -1: not trained
+  std::vector<int32_t> positions;  // (n) position within its example
+  std::vector<int32_t> first_key;  // (n) index of its example's first token
+  int64_t n_trained() const;
+};
+Batch pack(const std::vector<Example>& examples);
+
+// One adapter: PEFT's lora_A (rank, in) and lora_B (out, rank) of one projection of one layer.
+struct LoraPair {
+  int layer = 0;
+  Target target = Target::kQ;
+  int64_t in = 0, out = 0;
+  std::vector<float> a, b;     // (rank, in), (out, rank)
+  std::vector<float> da, db;   // gradients, same shapes
+};
+
+// A frozen base with adapters. Throws Error naming the feature if the base uses one this slice
+// does not train, or a bad rank/target.
+class LoraModel {
+ public:
+  LoraModel(const forward::Model& base, const LoraConfig& cfg);
+  ~LoraModel();
+  const LoraConfig& config() const { return cfg_; }
+  // Adapters in a fixed order: layer-major, then Target order.
+  std::vector<LoraPair>& pairs() { return pairs_; }
+  const std::vector<LoraPair>& pairs() const { return pairs_; }
+  LoraPair* find(int layer, Target t);
+  void zero_grads();
+  // Loss of the batch (sum of -log p over trained tokens) from a full forward, and
+  // grad_scale · its gradient added to every pair's da/db by the backward. Activations are
+  // recomputed per layer: only each layer's input is kept between the passes. Throws Error
+  // for a token id outside the vocabulary.
+  double forward_backward(const Batch& batch, float grad_scale);
+  // Loss only (no gradients).
+  double loss(const Batch& batch);
+
+ private:
+  struct Work;
+  const forward::Model& base_;
+  LoraConfig cfg_;
+  std::vector<LoraPair> pairs_;
+  std::vector<std::vector<int>> index_;  // [layer][target] -> pairs_ index or -1
+  std::unique_ptr<Work> work_;
+  double run(const Batch& batch, float grad_scale, bool backward);
+};
+
+}  // namespace temper::train
