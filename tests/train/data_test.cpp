@@ -71,6 +71,14 @@ void check_jinja_rendering_and_mask(const Family& f, const Tokenizer& tok) {
             j.at("renderings").at(f.name).at("system_user_assistant_user|add_generation_prompt=False").get<std::string>())
       << f.name;
   EXPECT_EQ(pieces(tok, ex, true), conv[2].at("content").get<std::string>() + f.eot) << f.name;
+  // The special tokens written by the template are parsed as special: every end-of-turn string
+  // of the rendering is one token.
+  const std::string jinja =
+      j.at("renderings").at(f.name).at("system_user_assistant_user|add_generation_prompt=False").get<std::string>();
+  long eot_strings = 0;
+  for (size_t p = jinja.find(f.eot); p != std::string::npos; p = jinja.find(f.eot, p + 1)) ++eot_strings;
+  EXPECT_GE(eot_strings, 3);
+  EXPECT_EQ(std::count(ex.tokens.begin(), ex.tokens.end(), tok.token_id(f.eot)), eot_strings) << f.name;
   // A second answer closing the conversation: both answers and their end-of-turn tokens.
   Json longer = conv;
   longer.push_back({{"role", "assistant"}, {"content", "3+3 equals 6."}});
