@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command for a fresh Debian 12 machine: install the Debian packages temper needs, install
-# the independent llama.cpp reference used by the tests (npm, prebuilt CPU libraries; nothing
-# is compiled or downloaded at run time), and build Release into ./build.
+# the independent llama.cpp reference used by the tests (npm, prebuilt CPU libraries, plus its
+# CLI tools compiled from the release's own sources against them), and build Release into ./build.
 #   bash scripts/setup.sh            # everything
 #   SKIP_APT=1 bash scripts/setup.sh # packages already installed
 set -euo pipefail
