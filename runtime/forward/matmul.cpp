@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "forward/gemv.h"
 #include "quant/quant.h"
 
 namespace temper::forward {
@@ -22,6 +23,12 @@ void matmul_forward(float* y, const float* x, const Matrix& w, int64_t n_tokens,
                     std::vector<float>& scratch) {
   const int64_t K = w.cols, N = w.rows;
   if (n_tokens == 0 || N == 0) return;
+  // Decode and short batches: one pass over the stored blocks (gemv.h). Larger batches reuse
+  // each dequantised tile for many tokens, where sgemm wins.
+  if (n_tokens <= kGemvMaxTokens) {
+    gemv_forward(y, x, w, n_tokens, ldy);
+    return;
+  }
   const bool direct = w.dtype == DType::kF32 && reinterpret_cast<uintptr_t>(w.data) % 4 == 0;
   if (direct) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n_tokens), int(N), int(K), 1.0f, x,
