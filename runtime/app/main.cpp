@@ -14,6 +14,7 @@
 #include "core/threads.h"
 
 int main(int argc, char** argv) {
+  temper::use_passive_openmp_wait(argv);  // first: may re-exec (see threads.h)
   CLI::App app{"temper: from a Hugging Face checkpoint to a trusted local deployment"};
   app.set_version_flag("--version", std::string("temper ") + TEMPER_VERSION);
   app.require_subcommand(1);
