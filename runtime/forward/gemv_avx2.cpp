@@ -70,11 +70,18 @@ struct Acc {
   }
 };
 
+// The row kernels are forced inline into rows<T>, where the Acc is a local, so the
+// accumulators stay in registers (an Acc passed by reference to a kernel left out of line lives
+// in memory: a store-forwarding chain per FMA); they pass only compile-time slots to add().
 template <int T>
-void row_f32(const uint8_t* row, int64_t K, Acc<T>& acc) {
+__attribute__((always_inline)) inline void row_f32(const uint8_t* row, int64_t K, Acc<T>& acc) {
   const auto* p = reinterpret_cast<const float*>(row);
   int64_t k = 0;
-  for (; k + 8 <= K; k += 8) acc.add(_mm256_loadu_ps(p + k), k, int(k >> 3) & 1);
+  for (; k + 16 <= K; k += 16) {
+    acc.add(_mm256_loadu_ps(p + k), k, 0);
+    acc.add(_mm256_loadu_ps(p + k + 8), k + 8, 1);
+  }
+  for (; k + 8 <= K; k += 8) acc.add(_mm256_loadu_ps(p + k), k, 0);
   for (; k < K; ++k) {
     float w;
     __builtin_memcpy(&w, p + k, 4);
@@ -83,34 +90,47 @@ void row_f32(const uint8_t* row, int64_t K, Acc<T>& acc) {
 }
 
 template <int T>
-void row_f16(const uint8_t* row, int64_t K, Acc<T>& acc) {
+__attribute__((always_inline)) inline void row_f16(const uint8_t* row, int64_t K, Acc<T>& acc) {
   const auto* p = reinterpret_cast<const uint16_t*>(row);
   int64_t k = 0;
-  for (; k + 8 <= K; k += 8)
-    acc.add(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + k))), k, int(k >> 3) & 1);
+  const auto h8 = [p](int64_t i) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i))); };
+  for (; k + 16 <= K; k += 16) {
+    acc.add(h8(k), k, 0);
+    acc.add(h8(k + 8), k + 8, 1);
+  }
+  for (; k + 8 <= K; k += 8) acc.add(h8(k), k, 0);
   for (; k < K; ++k) acc.add_scalar(f16(p[k]), k);
 }
 
 template <int T>
-void row_bf16(const uint8_t* row, int64_t K, Acc<T>& acc) {
+__attribute__((always_inline)) inline void row_bf16(const uint8_t* row, int64_t K, Acc<T>& acc) {
   const auto* p = reinterpret_cast<const uint16_t*>(row);
   int64_t k = 0;
-  for (; k + 8 <= K; k += 8) {
-    const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + k)));
-    acc.add(_mm256_castsi256_ps(_mm256_slli_epi32(h, 16)), k, int(k >> 3) & 1);
+  const auto b8 = [p](int64_t i) {
+    const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
+  };
+  for (; k + 16 <= K; k += 16) {
+    acc.add(b8(k), k, 0);
+    acc.add(b8(k + 8), k + 8, 1);
   }
+  for (; k + 8 <= K; k += 8) acc.add(b8(k), k, 0);
   for (; k < K; ++k) acc.add_scalar(__builtin_bit_cast(float, uint32_t(p[k]) << 16), k);
 }
 
 template <int T>
-void row_q8_0(const uint8_t* row, int64_t K, Acc<T>& acc) {
+__attribute__((always_inline)) inline void row_q8_0(const uint8_t* row, int64_t K, Acc<T>& acc) {
   const auto* b = reinterpret_cast<const BlockQ8_0*>(row);
   for (int64_t i = 0; i < K / kQK; ++i) {
     const __m256 d = _mm256_set1_ps(f16(b[i].d));
-    for (int l = 0; l < kQK; l += 8) {
+    const auto q8 = [&](int l) {
       const __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b[i].qs + l)));
-      acc.add(_mm256_mul_ps(_mm256_cvtepi32_ps(q), d), i * kQK + l, (l >> 3) & 1);
-    }
+      return _mm256_mul_ps(_mm256_cvtepi32_ps(q), d);
+    };
+    acc.add(q8(0), i * kQK, 0);
+    acc.add(q8(8), i * kQK + 8, 1);
+    acc.add(q8(16), i * kQK + 16, 0);
+    acc.add(q8(24), i * kQK + 24, 1);
   }
 }
 
@@ -118,7 +138,7 @@ void row_q8_0(const uint8_t* row, int64_t K, Acc<T>& acc) {
 // share the 32 bytes qs[32c ..] (low and high nibbles); Q5_K's fifth bit of weight l of
 // sub-block j is bit j of qh[l].
 template <int T, bool kFive>
-void row_q45_K(const uint8_t* row, int64_t K, Acc<T>& acc) {
+__attribute__((always_inline)) inline void row_q45_K(const uint8_t* row, int64_t K, Acc<T>& acc) {
   const __m256i low4 = _mm256_set1_epi32(0xF), one = _mm256_set1_epi32(1);
   for (int64_t i = 0; i < K / kQK_K; ++i) {
     const uint8_t *scales, *qs, *qh = nullptr;
@@ -157,7 +177,7 @@ void row_q45_K(const uint8_t* row, int64_t K, Acc<T>& acc) {
 // ql[l + 32(p & 1)] (low nibble for p < 2, high for p >= 2) and its top two bits from
 // qh[l] >> 2p; scale scales[weight / 16]; value d·scale·(q − 32).
 template <int T>
-void row_q6_K(const uint8_t* row, int64_t K, Acc<T>& acc) {
+__attribute__((always_inline)) inline void row_q6_K(const uint8_t* row, int64_t K, Acc<T>& acc) {
   const __m256i low4 = _mm256_set1_epi32(0xF), three = _mm256_set1_epi32(3), bias = _mm256_set1_epi32(32);
   for (int64_t i = 0; i < K / kQK_K; ++i) {
     const auto& b = reinterpret_cast<const BlockQ6_K*>(row)[i];
@@ -174,11 +194,15 @@ void row_q6_K(const uint8_t* row, int64_t K, Acc<T>& acc) {
             _mm256_or_si256(_mm256_and_si256(c, low4), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hb, 2), three), 4)),
             _mm256_or_si256(_mm256_srli_epi32(a, 4), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hb, 4), three), 4)),
             _mm256_or_si256(_mm256_srli_epi32(c, 4), _mm256_slli_epi32(_mm256_srli_epi32(hb, 6), 4))};
-        for (int p = 0; p < 4; ++p) {
-          const int e = 32 * p + l;  // within the half; 8 weights share one 16-weight scale
-          const __m256 s = _mm256_set1_ps(d * float(sc[e / 16]));
-          acc.add(_mm256_mul_ps(s, _mm256_cvtepi32_ps(_mm256_sub_epi32(q[p], bias))), base + e, p & 1);
-        }
+        // e = 32p + l within the half; 8 weights share one 16-weight scale.
+        const auto w = [&](int p) {
+          const __m256 s = _mm256_set1_ps(d * float(sc[(32 * p + l) / 16]));
+          return _mm256_mul_ps(s, _mm256_cvtepi32_ps(_mm256_sub_epi32(q[p], bias)));
+        };
+        acc.add(w(0), base + l, 0);
+        acc.add(w(1), base + 32 + l, 1);
+        acc.add(w(2), base + 64 + l, 0);
+        acc.add(w(3), base + 96 + l, 1);
       }
     }
   }
