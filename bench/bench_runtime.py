@@ -4,6 +4,12 @@ GGUFs (Q8_0, Q4_K_M of a generated ~1.2B-parameter bf16 Llama-shaped model), sam
 512-token batch; temper's peak RSS; and `temper compare` wall time for base + 3 candidates.
 
   bench/bench_runtime.py [--gb 2.5] [--work DIR] [--threads 2] [--build build]
+  bench/bench_runtime.py --decode [--decode-gb 0.1] [--threads 2]   (decode only, issue #12)
+
+--decode: greedy decode tokens/s, `temper generate` vs llama.cpp (bench/llama_decode_speed.mjs),
+same GGUF and threads, for F32, BF16, Q8_0, Q4_K_M, Q6_K of a generated Llama-shaped checkpoint
+(hidden 2048, ffn 8192; 0.1 GB = one layer, ~60M parameters). temper: 128 new tokens minus a
+1-token run (cancels load and prompt), best of 2; llama.cpp: best of 2 timed runs after a warm-up.
 
 temper has no prompt-only command, so its speed is measured through `temper eval --json`
 (whose "seconds" include the model load and tokenization): one run on a text of 511 tokens (one
@@ -104,15 +110,54 @@ def compare_wall(args, env, temper):
     return secs, rss, res.get("n_text_tokens", res.get("base", {}).get("n_text_tokens")), cands
 
 
+def temper_generate_seconds(temper, threads, gguf, n, env):
+    secs, _, out = run([temper, "-q", "-t", str(threads), "generate", gguf, "-p", "", "-n", str(n), "--json"],
+                       env, capture=True)
+    return secs, len(json.loads(out)["new_ids"])
+
+
+def decode_speed(args, env, temper, gguf, n_new=128):
+    """Decode tokens/s of temper and llama.cpp on gguf; temper's load cancelled by a 1-token run."""
+    subprocess.run(["cat", gguf], stdout=subprocess.DEVNULL, check=True)  # page cache warm for both
+    ours = 0.0
+    for _ in range(2):
+        t1, _ = temper_generate_seconds(temper, args.threads, gguf, 1, env)
+        tn, got = temper_generate_seconds(temper, args.threads, gguf, 1 + n_new, env)
+        ours = max(ours, (got - 1) / (tn - t1))
+    _, _, out = run(["node", os.path.join(HERE, "llama_decode_speed.mjs"), gguf, str(n_new), str(args.threads), "2"],
+                    env, capture=True)
+    ref = json.loads(out)
+    theirs = max(k / s for k, s in zip(ref["n_new"], ref["seconds"]))
+    return ours, theirs
+
+
+def decode_main(args, env, temper):
+    src, total, _, n_layer = cached_checkpoint(os.path.join(args.work, "decode"), args.decode_gb)
+    print(f"decode: {total // 2 / 1e6:.0f}M-parameter Llama-shaped model ({n_layer} layers, hidden 2048, "
+          f"ffn 8192, vocab 512, random bf16 weights), {args.threads} threads, greedy, 128 new tokens")
+    for t in ("F32", "BF16", "Q8_0", "Q4_K_M", "Q6_K"):
+        gguf = os.path.join(args.work, "decode", f"decode.{t}.gguf")
+        if not os.path.exists(gguf):
+            run([temper, "-q", "-t", str(args.threads), "quantize", src, "-t", t, "-o", gguf], env)
+        ours, theirs = decode_speed(args, env, temper, gguf)
+        print(f"{t:6s} ({os.path.getsize(gguf) / 2**20:.0f} MiB): temper {ours:.1f} tok/s, llama.cpp {theirs:.1f} tok/s, "
+              f"ratio {ours / theirs:.2f}x")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gb", type=float, default=2.5, help="bf16 checkpoint size (2.5 GB ~ 1.2B parameters)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", default="/tmp/temper-bench-convert")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--decode", action="store_true", help="only the decode comparison (issue #12)")
+    ap.add_argument("--decode-gb", type=float, default=0.1, help="bf16 checkpoint size for --decode")
     args = ap.parse_args()
     env = bench_env("bench_runtime", args.threads)
     temper = os.path.join(args.build, "temper")
+    if args.decode:
+        decode_main(args, env, temper)
+        return
 
     src, total, largest, n_layer = cached_checkpoint(args.work, args.gb)
     ggufs = {}

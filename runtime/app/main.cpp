@@ -18,6 +18,7 @@
 #include "core/threads.h"
 
 int main(int argc, char** argv) {
+  temper::use_passive_openmp_wait(argv);  // first: may re-exec (see threads.h)
   temper::install_interrupt_handler();  // Ctrl-C says so, removes unfinished outputs, exits 130
   CLI::App app{"temper: from a Hugging Face checkpoint to a trusted local deployment"};
   app.set_version_flag("--version", std::string("temper ") + TEMPER_VERSION);

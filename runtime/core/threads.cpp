@@ -1,6 +1,7 @@
 #include "core/threads.h"
 
 #include <omp.h>
+#include <unistd.h>
 
 #include <cstdlib>
 
@@ -22,6 +23,15 @@ void set_num_threads(int n) {
 int num_threads() {
   if (g_threads == 0) set_num_threads(0);
   return g_threads;
+}
+
+void use_passive_openmp_wait(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;  // the user's choice
+  // Set before exec, so the new image sees it and this branch is not taken again.
+  if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+  execv("/proc/self/exe", argv);
+  // exec failed (no /proc): keep running with libgomp's default policy; the environment
+  // variable still reaches any child process.
 }
 
 }  // namespace temper

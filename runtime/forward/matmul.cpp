@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "forward/gemv.h"
 #include "quant/quant.h"
 
 namespace temper::forward {
@@ -41,7 +42,13 @@ void for_each_f32_tile(const Matrix& w, std::vector<float>& scratch,
 void matmul_forward(float* y, const float* x, const Matrix& w, int64_t n_tokens, int64_t ldy,
                     std::vector<float>& scratch) {
   const int64_t K = w.cols;
-  if (n_tokens == 0) return;
+  if (n_tokens == 0 || w.rows == 0) return;
+  // Decode and short batches: one pass over the stored blocks (gemv.h). Larger batches reuse
+  // each dequantised tile for many tokens, where sgemm wins.
+  if (n_tokens <= kGemvMaxTokens) {
+    gemv_forward(y, x, w, n_tokens, ldy);
+    return;
+  }
   for_each_f32_tile(w, scratch, [&](int64_t r0, int64_t nr, const float* tile) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n_tokens), int(nr), int(K), 1.0f, x,
                 int(K), tile, int(K), 0.0f, y + r0, int(ldy));

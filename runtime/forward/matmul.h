@@ -1,4 +1,5 @@
-// y = x · Wᵀ for a weight matrix in its stored type. W is dequantised one tile of rows at a
+// y = x · Wᵀ for a weight matrix in its stored type. Up to kGemvMaxTokens tokens go to the
+// small-batch kernels of gemv.h. For more, W is dequantised one tile of rows at a
 // time into an f32 scratch (OpenMP over rows), then multiplied with OpenBLAS sgemm outside
 // any parallel region; f32 weights aligned to 4 bytes go to sgemm directly.
 //

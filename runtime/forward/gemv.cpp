@@ -1,0 +1,132 @@
+// Small-batch product against stored weights (see gemv.h): path selection, the portable
+// kernel and the double-precision oracle.
+#include "forward/gemv.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "core/error.h"
+#include "quant/quant.h"
+
+namespace temper::forward {
+namespace {
+
+std::atomic<GemvPath> g_path{GemvPath::kAuto};
+
+bool portable_forced_by_env() {
+  const char* e = std::getenv("TEMPER_PORTABLE_KERNELS");
+  return e && *e && std::strcmp(e, "0") != 0;
+}
+
+// 256 elements is a whole number of blocks of every type (k-quant super-blocks are 256), so a
+// row is walked in 256-element chunks plus a tail that is still whole blocks.
+constexpr int64_t kChunk = 256;
+
+// Portable kernel: one chunk dequantised into an L1 buffer, then dotted with every token.
+// Eight independent partial sums per token so the compiler can vectorise without reassociating.
+void gemv_rows_portable(const Matrix& w, int64_t r0, int64_t r1, const float* x, int64_t T,
+                        float* y, int64_t ldy) {
+  const int64_t K = w.cols;
+  const size_t chunk_bytes = quant::row_bytes(w.dtype, kChunk);
+  alignas(32) float buf[kChunk];
+  for (int64_t r = r0; r < r1; ++r) {
+    float acc[kGemvMaxTokens][8] = {};
+    const uint8_t* src = w.row(r);
+    for (int64_t k0 = 0; k0 < K; k0 += kChunk, src += chunk_bytes) {
+      const int64_t n = std::min(kChunk, K - k0);
+      quant::dequantize_row(w.dtype, src, buf, n);
+      for (int64_t t = 0; t < T; ++t) {
+        const float* xt = x + t * K + k0;
+        float* a = acc[t];
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8)
+          for (int j = 0; j < 8; ++j) a[j] += buf[i + j] * xt[i + j];
+        for (; i < n; ++i) a[0] += buf[i] * xt[i];
+      }
+    }
+    for (int64_t t = 0; t < T; ++t) {
+      const float* a = acc[t];
+      y[t * ldy + r] = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+    }
+  }
+}
+
+}  // namespace
+
+bool gemv_avx2_available() {
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                         __builtin_cpu_supports("f16c");
+  return ok;
+}
+
+bool gemv_avx2_supports(DType t) {
+  switch (t) {
+    case DType::kF32: case DType::kF16: case DType::kBF16: case DType::kQ8_0:
+    case DType::kQ4_K: case DType::kQ5_K: case DType::kQ6_K:
+      return true;
+    default:
+      return false;
+  }
+}
+
+void set_gemv_path(GemvPath p) {
+  if (p == GemvPath::kAvx2 && !gemv_avx2_available())
+    throw Error("gemv: the AVX2 path was requested but this CPU lacks AVX2/FMA/F16C");
+  g_path = p;
+}
+
+GemvPath gemv_path_for(DType t) {
+  GemvPath p = g_path.load();
+  if (p == GemvPath::kAuto)
+    p = (!portable_forced_by_env() && gemv_avx2_available()) ? GemvPath::kAvx2 : GemvPath::kPortable;
+  if (p == GemvPath::kAvx2 && !gemv_avx2_supports(t)) p = GemvPath::kPortable;
+  return p;
+}
+
+void gemv_forward(float* y, const float* x, const Matrix& w, int64_t n_tokens, int64_t ldy) {
+  const int64_t N = w.rows, K = w.cols;
+  if (n_tokens < 1 || n_tokens > kGemvMaxTokens)
+    throw Error("gemv: n_tokens " + std::to_string(n_tokens) + " outside [1, 8]");
+  if (N == 0) return;
+  const bool avx2 = gemv_path_for(w.dtype) == GemvPath::kAvx2;
+  // One contiguous range of rows per thread; skip threading for products too small to pay
+  // for waking the pool.
+  const bool parallel = N * K >= (int64_t{1} << 16) && N >= 16;
+#pragma omp parallel if (parallel)
+  {
+#ifdef _OPENMP
+    const int nt = omp_get_num_threads(), id = omp_get_thread_num();
+#else
+    const int nt = 1, id = 0;
+#endif
+    const int64_t per = (N + nt - 1) / nt;
+    const int64_t r0 = std::min(N, per * id), r1 = std::min(N, r0 + per);
+    if (r0 < r1) {
+      if (avx2) detail::gemv_rows_avx2(w.dtype, w, r0, r1, x, n_tokens, y, ldy);
+      else gemv_rows_portable(w, r0, r1, x, n_tokens, y, ldy);
+    }
+  }
+}
+
+void gemv_reference(double* y, const float* x, const Matrix& w, int64_t n_tokens, int64_t ldy) {
+  const int64_t K = w.cols;
+  std::vector<float> row(static_cast<size_t>(K));
+  for (int64_t r = 0; r < w.rows; ++r) {
+    quant::dequantize_row(w.dtype, w.row(r), row.data(), K);
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      double s = 0;
+      for (int64_t k = 0; k < K; ++k) s += double(row[size_t(k)]) * double(x[t * K + k]);
+      y[t * ldy + r] = s;
+    }
+  }
+}
+
+}  // namespace temper::forward

@@ -1,0 +1,45 @@
+// Small-batch matrix product (decode): y = x · Wᵀ for n_tokens <= kGemvMaxTokens. Each
+// quantised block of W is read once, dequantised in registers (or a block-sized L1 buffer on
+// the portable path) and dotted with every token's activations; f32 accumulation, activations
+// stay f32. Threaded over output rows (OpenMP, static contiguous chunks).
+//
+// Paths: AVX2+FMA+F16C kernels for the common types, chosen at run time from the CPU's
+// features (the code is compiled with a target attribute, so the binary does not need
+// -march=native); a portable path for every type dequantize_row handles. TEMPER_PORTABLE_KERNELS=1
+// or set_gemv_path(kPortable) forces the portable path (tests).
+#pragma once
+#include <cstdint>
+
+#include "core/dtype.h"
+#include "forward/weights.h"
+
+namespace temper::forward {
+
+inline constexpr int64_t kGemvMaxTokens = 8;
+
+enum class GemvPath : uint8_t { kAuto, kPortable, kAvx2 };
+
+// True if this CPU has AVX2, FMA and F16C.
+bool gemv_avx2_available();
+// True if the AVX2 path has a kernel for t (the portable path handles every quant::supports type).
+bool gemv_avx2_supports(DType t);
+// Selects the path for later calls (kAuto: AVX2 when available unless TEMPER_PORTABLE_KERNELS=1).
+// kAvx2 on a CPU without it is an error.
+void set_gemv_path(GemvPath p);
+// The path gemv_forward uses for type t under the current selection.
+GemvPath gemv_path_for(DType t);
+
+// y (T, ldy) columns [0, N) = x (T, K) · Wᵀ, T = n_tokens in [1, kGemvMaxTokens].
+void gemv_forward(float* y, const float* x, const Matrix& w, int64_t n_tokens, int64_t ldy);
+
+// Oracle for tests: each row dequantised with quant::dequantize_row, dot in double.
+void gemv_reference(double* y, const float* x, const Matrix& w, int64_t n_tokens, int64_t ldy);
+
+namespace detail {
+// One output row for T tokens: out[t] = Σ_k w[k] x[t*ldx + k]. The AVX2 entry is defined in
+// gemv_avx2.cpp and is only called after gemv_avx2_available().
+void gemv_rows_avx2(DType t, const Matrix& w, int64_t r0, int64_t r1, const float* x, int64_t T,
+                    float* y, int64_t ldy);
+}  // namespace detail
+
+}  // namespace temper::forward

@@ -1,0 +1,158 @@
+// Small-batch kernels (forward/gemv.h) on every path this CPU has, plus the forced portable
+// path, against the double-precision oracle (dequantize_row, then a double dot).
+//
+// Error bound: the kernels use weights bit-identical to dequantize_row's (same f32 operations)
+// and activations as given, so the only error is the f32 accumulation of K products w_i·x_i
+// (each product rounded once, then K−1 additions in some order). Higham's bound for any
+// summation order: |ŷ − y| ≤ γ_K · Σ|w_i x_i|, γ_K = K·u / (1 − K·u), u = 2^-24. We use that
+// bound as is (no practical multiplier), so a kernel reading a wrong nibble, scale or
+// activation fails it by orders of magnitude.
+#include "forward/gemv.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "forward/matmul.h"
+#include "quant/quant.h"
+
+namespace temper::forward {
+namespace {
+
+constexpr double kU = 0x1p-24;
+
+// Normal weights, or heavy-tailed ones (normal / |uniform|, a few huge outliers per block) that
+// stress the k-quants' scale search and the f16 range.
+std::vector<float> weights(int64_t n, uint32_t seed, bool heavy) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0, 1);
+  std::uniform_real_distribution<float> ud(0.02f, 1);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto& x : v) x = heavy ? nd(rng) / ud(rng) : nd(rng);
+  return v;
+}
+
+struct Quantized {
+  std::vector<uint8_t> bytes;
+  Matrix m;
+};
+
+Quantized quantize(DType t, const std::vector<float>& w, int64_t N, int64_t K) {
+  Quantized q;
+  const size_t rb = quant::row_bytes(t, K);
+  q.bytes.resize(rb * size_t(N));
+  quant::quantize_rows(t, w.data(), q.bytes.data(), N, K, nullptr);
+  q.m = Matrix{q.bytes.data(), t, N, K, rb};
+  return q;
+}
+
+// Runs gemv on `path` for T = 1..8 and checks every output against the oracle and the bound;
+// columns past N in the wider rows (ldy = N + 3) must stay untouched.
+void check(const Matrix& w, GemvPath path, const std::vector<float>& x, const std::string& what) {
+  const int64_t N = w.rows, K = w.cols, ldy = N + 3;
+  set_gemv_path(path);
+  ASSERT_EQ(gemv_path_for(w.dtype), path) << what;
+  std::vector<double> ref(size_t(kGemvMaxTokens * ldy));
+  gemv_reference(ref.data(), x.data(), w, kGemvMaxTokens, ldy);
+  // Σ|w_i x_i| per output, from the dequantised rows.
+  std::vector<double> mag(size_t(kGemvMaxTokens * ldy));
+  std::vector<float> row(static_cast<size_t>(K));
+  for (int64_t r = 0; r < N; ++r) {
+    quant::dequantize_row(w.dtype, w.row(r), row.data(), K);
+    for (int64_t t = 0; t < kGemvMaxTokens; ++t) {
+      double s = 0;
+      for (int64_t k = 0; k < K; ++k) s += std::fabs(double(row[size_t(k)]) * x[size_t(t * K + k)]);
+      mag[size_t(t * ldy + r)] = s;
+    }
+  }
+  const double gamma = K * kU / (1 - K * kU);
+  for (int64_t T = 1; T <= kGemvMaxTokens; ++T) {
+    std::vector<float> y(size_t(T * ldy), -7.0f);
+    gemv_forward(y.data(), x.data(), w, T, ldy);
+    int bad = 0;
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t r = 0; r < N; ++r) {
+        const size_t i = size_t(t * ldy + r);
+        const double err = std::fabs(double(y[i]) - ref[i]), bound = gamma * mag[i];
+        if (!(err <= bound) && bad++ < 3)
+          ADD_FAILURE() << what << " T=" << T << " t=" << t << " row " << r << ": got " << y[i] << " want "
+                        << ref[i] << " err " << err << " > bound " << bound;
+      }
+      for (int64_t c = N; c < ldy; ++c) EXPECT_EQ(y[size_t(t * ldy + c)], -7.0f) << what << " wrote past N";
+    }
+  }
+  set_gemv_path(GemvPath::kAuto);
+}
+
+std::vector<GemvPath> paths_for(DType t) {
+  std::vector<GemvPath> p = {GemvPath::kPortable};
+  if (gemv_avx2_available() && gemv_avx2_supports(t)) p.push_back(GemvPath::kAvx2);
+  return p;
+}
+
+class GemvTypes : public ::testing::TestWithParam<DType> {};
+
+TEST_P(GemvTypes, MatchesOracleWithinAccumulationBound) {
+  const DType t = GetParam();
+  struct Shape { int64_t N, K; };
+  // K: one and two super-blocks, an odd multiple (3), and 4096 + 256 (17 super-blocks).
+  const Shape shapes[] = {{1, 256}, {3, 512}, {17, 768}, {1000, 256}, {1000, 512}, {3, 4352}, {17, 4352}};
+  uint32_t seed = 1;
+  for (const bool heavy : {false, true}) {
+    for (const Shape s : shapes) {
+      const auto wf = weights(s.N * s.K, seed++, heavy);
+      const auto q = quantize(t, wf, s.N, s.K);
+      const auto x = weights(kGemvMaxTokens * s.K, seed++, heavy);
+      for (const GemvPath p : paths_for(t)) {
+        const std::string what = std::string(dtype_name(t)) + (p == GemvPath::kAvx2 ? " avx2" : " portable") +
+                                 (heavy ? " heavy" : " normal") + " N=" + std::to_string(s.N) +
+                                 " K=" + std::to_string(s.K);
+        check(q.m, p, x, what);
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTypes, GemvTypes,
+                         ::testing::Values(DType::kQ4_K, DType::kQ6_K, DType::kQ8_0, DType::kF16, DType::kBF16,
+                                           DType::kF32, DType::kQ5_K, DType::kQ4_0, DType::kQ2_K, DType::kQ3_K,
+                                           DType::kIQ4_XS, DType::kIQ4_NL),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+// Plain float types have no blocks: K need not be a multiple of 8 (the AVX2 tail).
+TEST(Gemv, FloatTypesWithRaggedK) {
+  for (const DType t : {DType::kF32, DType::kF16, DType::kBF16}) {
+    for (const int64_t K : {1, 7, 13, 259}) {
+      const auto q = quantize(t, weights(5 * K, 100 + uint32_t(K), false), 5, K);
+      const auto x = weights(kGemvMaxTokens * K, 200 + uint32_t(K), false);
+      for (const GemvPath p : paths_for(t)) check(q.m, p, x, std::string(dtype_name(t)) + " K=" + std::to_string(K));
+    }
+  }
+}
+
+TEST(Gemv, EnvironmentForcesPortablePath) {
+  setenv("TEMPER_PORTABLE_KERNELS", "1", 1);
+  EXPECT_EQ(gemv_path_for(DType::kQ4_K), GemvPath::kPortable);
+  unsetenv("TEMPER_PORTABLE_KERNELS");
+  EXPECT_EQ(gemv_path_for(DType::kQ4_K), gemv_avx2_available() ? GemvPath::kAvx2 : GemvPath::kPortable);
+  EXPECT_EQ(gemv_path_for(DType::kQ2_K), GemvPath::kPortable);  // no AVX2 kernel for it
+}
+
+// matmul_forward sends short batches to gemv: same result as calling it directly.
+TEST(Gemv, MatmulForwardUsesItForShortBatches) {
+  const int64_t N = 37, K = 512;
+  const auto q = quantize(DType::kQ4_K, weights(N * K, 7, false), N, K);
+  const auto x = weights(3 * K, 8, false);
+  std::vector<float> a(size_t(3 * N)), b(size_t(3 * N));
+  std::vector<float> scratch;
+  matmul_forward(a.data(), x.data(), q.m, 3, N, scratch);
+  gemv_forward(b.data(), x.data(), q.m, 3, N);
+  EXPECT_EQ(a, b);
+}
+
+}  // namespace
+}  // namespace temper::forward
