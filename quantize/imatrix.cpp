@@ -71,8 +71,11 @@ Imatrix load_legacy_imatrix(const std::string& path) {
     pos += uint64_t(len);
     const int32_t ncall = i32("call count"), nval = i32("value count");
     TEMPER_CHECK(nval > 0, path, ": entry '", escaped(name), "' has ", nval, " values");
+    // The span is checked against the file before the vector is sized: a bogus count must not
+    // allocate gigabytes first.
+    const auto bytes = f.span(pos, uint64_t(nval) * 4, "entry values");
     std::vector<float> v(static_cast<size_t>(nval));
-    std::memcpy(v.data(), f.span(pos, uint64_t(nval) * 4, "entry values").data(), v.size() * 4);
+    std::memcpy(v.data(), bytes.data(), bytes.size());
     pos += uint64_t(nval) * 4;
     for (float& x : v) {
       if (ncall > 0) x /= float(ncall);

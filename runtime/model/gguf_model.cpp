@@ -230,6 +230,10 @@ ModelConfig read_config(const GgufFile& f, const ArchSpec& spec, const GgufArch&
   cfg.n_vocab = int(embd->shape[0]);
   cfg.tied_embeddings = find_tensor(f, "output.weight") == nullptr;
   TEMPER_CHECK(cfg.d_model > 0 && cfg.n_layer > 0, f.path(), ": embedding_length and block_count must be positive");
+  // Every block has tensors of its own, so a larger block_count is corrupt (and would make the
+  // per-layer loops below run for billions of layers).
+  TEMPER_CHECK(uint64_t(cfg.n_layer) <= f.tensors().size(), f.path(), ": block_count ", cfg.n_layer,
+               " exceeds the file's ", f.tensors().size(), " tensors");
 
   const int n = cfg.n_layer;
   const auto n_head = k.per_layer("attention.head_count", n);

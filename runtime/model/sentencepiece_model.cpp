@@ -131,7 +131,8 @@ void read_trainer_spec(WireReader r, SentencePieceModel& m) {
     const size_t at = r.pos();
     auto [field, wt] = r.tag();
     // int32 fields are varints; negative values (pad_id = -1) use all 10 bytes and truncate.
-    auto int32_field = [&](const char* name) {
+    // Copied into the lambda: clang < 16 cannot capture structured bindings.
+    auto int32_field = [&, field = field, wt = wt](const char* name) {
       r.expect(wt, kVarint, field, at, name);
       return int32_t(uint32_t(r.varint()));
     };
@@ -152,7 +153,7 @@ void read_normalizer_spec(WireReader r, SentencePieceModel& m) {
   while (!r.done()) {
     const size_t at = r.pos();
     auto [field, wt] = r.tag();
-    auto bool_field = [&](const char* name) {
+    auto bool_field = [&, field = field, wt = wt](const char* name) {
       r.expect(wt, kVarint, field, at, name);
       return r.varint() != 0;
     };
