@@ -11,7 +11,7 @@ void add_train_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "LoRA fine-tuning on the CPU (first slice: Llama-style models)");
   auto o = std::make_shared<TrainOptions>();
   cmd->add_option("model", o->model, "Base model: Hugging Face folder or temper checkpoint (.h5)")->required();
-  cmd->add_option("--data", o->data, "Training data: .txt (chunks of --seq tokens) or .jsonl with \"text\" records")->required();
+  cmd->add_option("--data", o->data, "Training data: .txt (chunks of --seq tokens) or .jsonl (messages, prompt/completion, Alpaca or text records)")->required();
   cmd->add_option("-o,--output", o->output, "Adapter file to write (.h5)")->required();
   cmd->add_option("--rank", o->rank, "LoRA rank")->capture_default_str();
   cmd->add_option("--alpha", o->alpha, "LoRA alpha (scale alpha/rank)")->capture_default_str();
@@ -22,13 +22,19 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--epochs", o->epochs, "Passes over the data (fractions allowed)")->capture_default_str()->excludes(steps);
   cmd->add_option("--batch", o->batch, "Examples packed per micro-batch")->capture_default_str();
   cmd->add_option("--grad-accum", o->grad_accum, "Micro-batches per optimiser step")->capture_default_str();
-  cmd->add_option("--seq", o->seq, "Tokens per example (longer .jsonl records are truncated)")->capture_default_str();
+  cmd->add_option("--seq", o->seq, "Tokens per example (longer .jsonl records are truncated or, with --drop-long, dropped)")->capture_default_str();
   cmd->add_option("--warmup", o->warmup, "Linear warm-up steps")->capture_default_str();
   cmd->add_option("--schedule", o->schedule, "Learning-rate schedule: constant, linear, cosine")->capture_default_str();
   cmd->add_option("--weight-decay", o->weight_decay, "AdamW decoupled weight decay")->capture_default_str();
   cmd->add_option("--clip", o->clip, "Max global gradient norm (0: off)")->capture_default_str();
   cmd->add_option("--seed", o->seed, "Seed of the adapters' initialisation")->capture_default_str();
   cmd->add_flag("--json", o->json, "One JSON line per step on stdout (step, loss, lr, grad_norm, ...)");
+  cmd->add_option("--train-on", o->train_on, "Tokens to train: completion (assistant answers and their end-of-turn token) or all")->capture_default_str();
+  cmd->add_flag("--drop-long", o->drop_long, "Drop examples longer than --seq instead of truncating them");
+  auto* val = cmd->add_option("--val", o->val, "Validation data (.txt or .jsonl)");
+  cmd->add_option("--val-split", o->val_split, "Hold out this fraction of --data for validation")->excludes(val);
+  cmd->add_option("--val-every", o->val_every, "Validation loss every N steps (always at the end)");
+  cmd->add_option("--preview", o->preview, "Print N examples with the trained tokens marked and exit (no training)");
   cmd->add_flag("--force", o->overwrite, "Overwrite the output file");
   cmd->callback([o] {
     if (o->json) set_log_level(LogLevel::kQuiet);

@@ -1,11 +1,9 @@
-// Plain-text and JSONL "text" readers (see data.h).
+// Plain-text reader; JSONL goes to data_chat (see data.h).
 #include "train/data.h"
-
-#include <sstream>
 
 #include "core/error.h"
 #include "core/file.h"
-#include "core/json.h"
+#include "core/log.h"
 
 namespace temper::train {
 
@@ -25,48 +23,30 @@ Example all_trained(std::vector<int32_t> tokens) {
 
 }  // namespace
 
-std::vector<Example> read_examples(const std::string& path, const Tokenizer& tok, int seq,
-                                   DataStats& stats) {
-  TEMPER_CHECK(seq >= 2, "--seq must be at least 2, got ", seq);
-  const std::string text = read_text_file(path);
+std::vector<Example> read_examples(const std::string& path, const Tokenizer& tok,
+                                   const ChatDataOptions& opt, ChatDataStats& stats) {
+  TEMPER_CHECK(opt.seq >= 2, "--seq must be at least 2, got ", opt.seq);
+  if (ends_with(path, ".jsonl")) return read_chat_examples(path, tok, opt, stats);
+  TEMPER_CHECK(ends_with(path, ".txt"), path, ": unknown data format (use .txt or .jsonl)");
+  // One token stream; chunks of seq tokens (a last chunk of one token predicts nothing).
+  const std::vector<int32_t> ids = tok.encode(read_text_file(path), true, false);
   std::vector<Example> out;
-  if (ends_with(path, ".txt")) {
-    // One token stream; chunks of seq tokens (a last chunk of one token predicts nothing).
-    const std::vector<int32_t> ids = tok.encode(text, true, false);
-    for (size_t i = 0; i + 1 < ids.size(); i += size_t(seq))
-      out.push_back(all_trained({ids.begin() + i, ids.begin() + std::min(ids.size(), i + seq)}));
-  } else if (ends_with(path, ".jsonl")) {
-    std::istringstream in(text);
-    std::string line;
-    for (int64_t line_no = 1; std::getline(in, line); ++line_no) {
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      Json rec;
-      try {
-        rec = Json::parse(line);
-      } catch (const Json::exception& e) {
-        fail(path, ":", line_no, ": not valid JSON (", e.what(), ")");
-      }
-      TEMPER_CHECK(rec.is_object() && rec.contains("text") && rec["text"].is_string(), path, ":",
-                   line_no, ": a record needs a string \"text\" field (accepted fields: text)");
-      std::vector<int32_t> ids = tok.encode(rec["text"].get<std::string>(), true, false);
-      if (tok.eos() >= 0 && (ids.empty() || ids.back() != tok.eos())) ids.push_back(tok.eos());
-      if (int64_t(ids.size()) > seq) {
-        ids.resize(size_t(seq));
-        ++stats.truncated;
-      }
-      out.push_back(all_trained(std::move(ids)));
-    }
-  } else {
-    fail(path, ": unknown data format (use .txt or .jsonl)");
-  }
-  for (const Example& e : out) {
+  for (size_t i = 0; i + 1 < ids.size(); i += size_t(opt.seq)) {
+    out.push_back(all_trained({ids.begin() + i, ids.begin() + std::min(ids.size(), i + opt.seq)}));
+    ++stats.records;
     ++stats.examples;
-    stats.tokens += int64_t(e.tokens.size());
-    for (size_t i = 1; i < e.trained.size(); ++i) stats.trained += e.trained[i];
+    stats.tokens += int64_t(out.back().tokens.size());
+    stats.trained += int64_t(out.back().tokens.size()) - 1;
   }
-  TEMPER_CHECK(stats.trained > 0, path, ": no token to train on (", stats.examples,
-               " examples, ", stats.tokens, " tokens)");
+  TEMPER_CHECK(!out.empty(), path, ": no token to train on (", ids.size(), " tokens)");
   return out;
+}
+
+void log_data_stats(const std::string& what, const ChatDataStats& s) {
+  info(what, ": ", s.examples, " examples, ", s.tokens, " tokens, ", s.trained,
+       " trained; ", s.truncated, " truncated, ", s.dropped_long, " dropped (--drop-long), ",
+       s.empty_mask, " skipped with no trained token, ", s.merged_boundaries,
+       " merged prompt/answer boundaries");
 }
 
 }  // namespace temper::train

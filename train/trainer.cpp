@@ -11,6 +11,8 @@
 #include <cstdio>
 #include <filesystem>
 
+#include <unistd.h>
+
 #include "core/error.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -45,7 +47,21 @@ Json options_json(const TrainOptions& o) {
           {"steps", o.steps},       {"epochs", o.epochs},     {"batch", o.batch},
           {"grad_accum", o.grad_accum}, {"seq", o.seq},       {"warmup", o.warmup},
           {"schedule", o.schedule}, {"weight_decay", o.weight_decay}, {"clip", o.clip},
-          {"seed", o.seed}};
+          {"seed", o.seed}, {"train_on", o.train_on}, {"drop_long", o.drop_long},
+          {"val", o.val},   {"val_split", o.val_split}};
+}
+
+// Mean negative log-likelihood per trained token of `examples`, forward only (the adapters
+// are not touched): the sum of the example losses over the number of trained tokens.
+double validation_loss(LoraModel& lora, const std::vector<Example>& examples) {
+  double sum = 0;
+  int64_t n = 0;
+  for (const Example& e : examples) {
+    const Batch b = pack({e});
+    sum += lora.loss(b);
+    n += b.n_trained();
+  }
+  return sum / double(n);
 }
 
 }  // namespace
@@ -62,10 +78,36 @@ void run_train(const TrainOptions& o) {
                "model ", o.model, ": training on a GGUF base is not supported yet (use the HF folder or .h5)");
   auto base = forward::Model::load(*opened.tensors, opened.desc);
   const Tokenizer tok = Tokenizer::from_assets(opened.desc.tokenizer);
-  DataStats stats;
-  const std::vector<Example> examples = read_examples(o.data, tok, o.seq, stats);
-  if (stats.truncated > 0)
-    warn(stats.truncated, " records longer than --seq ", o.seq, " were truncated");
+  TEMPER_CHECK(o.train_on == "completion" || o.train_on == "all",
+               "--train-on: unknown value '", o.train_on, "' (valid: completion, all)");
+  TEMPER_CHECK(o.val.empty() || o.val_split == 0, "--val and --val-split exclude each other");
+  TEMPER_CHECK(o.val_every >= 0, "--val-every must not be negative");
+  const ChatDataOptions data_opt{
+      .seq = o.seq,
+      .train_on = o.train_on == "all" ? TrainOn::kAll : TrainOn::kCompletion,
+      .drop_long = o.drop_long,
+      .chat_template = opened.desc.chat_template};
+  ChatDataStats stats;
+  std::vector<Example> examples = read_examples(o.data, tok, data_opt, stats);
+  log_data_stats(o.data, stats);
+  if (o.preview > 0) {  // look at the data, train nothing, write nothing
+    const std::string text = preview_examples(examples, tok, o.preview, isatty(1) != 0);
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+    return;
+  }
+  std::vector<Example> val_examples;
+  if (!o.val.empty()) {
+    ChatDataStats val_stats;
+    val_examples = read_examples(o.val, tok, data_opt, val_stats);
+    log_data_stats(o.val, val_stats);
+  } else if (o.val_split != 0) {
+    Split split = split_validation(std::move(examples), o.val_split, o.seed);
+    examples = std::move(split.train);
+    val_examples = std::move(split.val);
+    info("--val-split ", o.val_split, ": ", val_examples.size(), " examples held out, ",
+         examples.size(), " left to train on");
+  }
 
   LoraModel lora(*base, {.rank = o.rank, .alpha = o.alpha, .rslora = o.rslora,
                          .targets = targets, .seed = o.seed});
@@ -81,7 +123,7 @@ void run_train(const TrainOptions& o) {
     n_params += int64_t(p.a.size() + p.b.size());
   }
   info("training ", n_params, " adapter parameters (", lora.pairs().size(), " adapters, rank ",
-       o.rank, ") on ", stats.examples, " examples, ", stats.trained, " trained tokens; ", total,
+       o.rank, ") on ", examples.size(), " examples; ", total,
        " steps of ", per_step, " examples");
   AdamW opt(sizes, {.weight_decay = o.weight_decay});
   std::vector<std::span<float>> params, grads;
@@ -126,9 +168,14 @@ void run_train(const TrainOptions& o) {
     opt.step(params, cgrads, lr);
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const bool validate = !val_examples.empty() &&
+                          (step + 1 == total || (o.val_every > 0 && (step + 1) % o.val_every == 0));
+    const double val_loss = validate ? validation_loss(lora, val_examples) : NAN;
+    if (validate) info("step ", step + 1, ": validation loss ", val_loss);
     if (o.json) {
-      const Json line = {{"step", step + 1}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm},
-                         {"trained_tokens", n_trained}, {"tokens_per_s", tokens_seen / secs}};
+      Json line = {{"step", step + 1}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm},
+                   {"trained_tokens", n_trained}, {"tokens_per_s", tokens_seen / secs}};
+      if (validate) line["val_loss"] = val_loss;
       std::printf("%s\n", line.dump().c_str());
       std::fflush(stdout);
     }
@@ -136,6 +183,14 @@ void run_train(const TrainOptions& o) {
     bar.set(uint64_t(step + 1));
   }
   bar.finish();
+  if (total == 0 && !val_examples.empty()) {  // --steps 0: the initial adapter's validation loss
+    const double val_loss = validation_loss(lora, val_examples);
+    info("step 0: validation loss ", val_loss);
+    if (o.json) {
+      std::printf("%s\n", Json({{"step", 0}, {"val_loss", val_loss}}).dump().c_str());
+      std::fflush(stdout);
+    }
+  }
   write_adapter(o.output, o.overwrite, lora, opened.desc, o.model, options_json(o).dump());
   info("wrote ", o.output);
 }

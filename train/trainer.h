@@ -23,6 +23,12 @@ struct TrainOptions {
   double clip = 1.0;  // max global gradient norm; <= 0: off
   uint64_t seed = 0;
   bool json = false;   // one JSON line per step on stdout
+  std::string train_on = "completion";  // completion | all (data_chat.h's prompt masking)
+  bool drop_long = false;  // drop examples longer than seq instead of truncating them
+  std::string val;         // validation data file ("" = none)
+  double val_split = 0;    // > 0: hold out this fraction of the data for validation
+  int64_t val_every = 0;   // > 0: validation loss every N steps (and always at the end)
+  int preview = 0;         // > 0: print this many examples with the trained tokens marked, exit
   bool overwrite = false;
 };
 
