@@ -1,13 +1,21 @@
-// LoraModel's forward and backward over the generic decoder (Llama-style layers: pre-norm
-// attention and gated MLP, see lora.cpp for the features checked). The forward runs the
-// runtime's own kernels (rmsnorm/rope/glu/attention/matmul from runtime/forward), the backward
-// their partners in train/kernels.h. Activation recomputation: the forward keeps only each
-// layer's input; the backward recomputes one layer at a time from it.
+// LoraModel's forward and backward over the generic decoder, feature by feature as the
+// runtime's Session::eval runs it (runtime/forward/decoder.cpp): the forward calls the
+// runtime's own kernels and blocks (embed_tokens, per_layer_inputs, rmsnorm/rope/glu/
+// attention/matmul, router_input, moe_forward), the backward their partners in
+// train/kernels.h. Activation recomputation: the forward keeps each layer's input (and the K/V
+// of layers that own them); the backward recomputes one layer at a time from it.
 //
 // Glossary: n = tokens in the batch, H = d_model, NH/NKV/HD = heads/kv heads/head_dim,
-// F = d_ff, r = rank. Per layer, with LoRA added to each targeted projection P(x):
-//   h1 = rms(x; attn_norm); q, k, v = P(h1); q, k = rope(q, k); a = attn(q, k, v)
-//   x2 = x + O(a); h2 = rms(x2; ffn_norm); m = act(G(h2)) ⊙ U(h2); out = x2 + D(m)
+// F = d_ff, P = ple_dim, r = rank. Per layer, with LoRA added to each targeted projection P(x)
+// and every bracketed step present only when the model has it:
+//   h1 = rms(x; attn_norm); q = [rms](Q(h1)); q = rope(q)
+//   owner of K/V: k_raw = K(h1); v_raw = V(h1) or k_raw (k_eq_v); kc = rope([rms](k_raw));
+//                 vc = [rms](v_raw); readers use the owner's kc, vc
+//   a_raw = O(attn(q, kc, vc)); x2 = x + [rms](a_raw); h2 = rms(x2; ffn_norm)
+//   dense: md = D(act(G(h2)) ⊙ U(h2)); experts only: m = moe(h2, h2)
+//   experts beside the MLP: m = rms(md; n1) + rms(moe(z, ex_in); n2), z = router_input(x2),
+//                 ex_in = [rms](x2; pre_2)
+//   x3 = x2 + [rms](m); [PLE: x3 += rms(Wp(act(Wg x3) ⊙ ple_l); post)]; out = x3 · [scalar]
 #include <algorithm>
 #include <cmath>
 
@@ -35,6 +43,10 @@ const forward::Matrix& projection(const forward::LayerWeights& W, Target t) {
   return W.wq;
 }
 
+void add(float* y, const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
 }  // namespace
 
 double LoraModel::run(const Batch& batch, float grad_scale, bool backward) {
@@ -52,13 +64,18 @@ double LoraModel::run(const Batch& batch, float grad_scale, bool backward) {
     TEMPER_CHECK(batch.targets[t] < w.output.rows, "target id ", batch.targets[t],
                  " is outside the vocabulary (", w.output.rows, ")");
   }
-  const int H = cfg.d_model, r = cfg_.rank;
+  const int H = cfg.d_model, r = cfg_.rank, P = cfg.ple_dim;
+  const int64_t nH = n * H, ple_w = int64_t(cfg.n_layer) * P;
   const float off = cfg.norm_weight_offset, eps = cfg.norm_eps, ls = cfg_.scale();
   const int32_t* pos = batch.positions.data();
   const int32_t* first_key = batch.first_key.data();
+  auto kv_src = [&](int l) {
+    const int k = cfg.layers[l].kv_source_layer;
+    return k < 0 ? l : k;
+  };
 
   s.layer_in.resize(size_t(cfg.n_layer) + 1);
-  for (auto& b : s.layer_in) b.resize(size_t(n * H));
+  for (auto& b : s.layer_in) b.resize(size_t(nH));
   s.u.resize(kNumTargets);
   for (auto& b : s.u) b.resize(size_t(n * r));
   int64_t qd = 0, kvd = 0, ff = 0, nh = 0;
@@ -68,12 +85,21 @@ double LoraModel::run(const Batch& batch, float grad_scale, bool backward) {
     ff = std::max<int64_t>(ff, L.d_ff);
     nh = std::max<int64_t>(nh, L.n_head);
   }
-  for (auto* b : {&s.h1, &s.x2, &s.h2, &s.tmp, &s.dx, &s.dh}) b->resize(size_t(n * H));
-  for (auto* b : {&s.q, &s.att, &s.dq, &s.datt}) b->resize(size_t(n * qd));
-  for (auto* b : {&s.k, &s.v, &s.dk, &s.dv}) b->resize(size_t(n * kvd));
+  for (auto* b : {&s.h1, &s.a_raw, &s.x2, &s.h2, &s.md, &s.z, &s.ex_in, &s.m2, &s.m, &s.x3,
+                  &s.pp, &s.tmp, &s.dx, &s.dh, &s.dx2, &s.dm, &s.dt, &s.dz, &s.dex})
+    b->resize(size_t(nH));
+  for (auto* b : {&s.q_raw, &s.q, &s.att, &s.dq, &s.datt}) b->resize(size_t(n * qd));
+  for (auto* b : {&s.k_raw, &s.v_raw, &s.dk, &s.dv}) b->resize(size_t(n * kvd));
   for (auto* b : {&s.gate, &s.up, &s.act, &s.dgate, &s.dup, &s.dact}) b->resize(size_t(n * ff));
+  for (auto* b : {&s.pg, &s.pa, &s.ple_l, &s.dp, &s.dpg, &s.dple}) b->resize(size_t(n * P));
   s.lse.resize(size_t(n * nh));
   s.du.resize(size_t(n * r));
+  for (auto* v : {&s.kc, &s.vc, &s.dkc, &s.dvc}) v->resize(size_t(cfg.n_layer));
+  for (int l = 0; l < cfg.n_layer; ++l)
+    if (kv_src(l) == l) {
+      const size_t sz = size_t(n) * cfg.layers[l].n_head_kv * cfg.layers[l].head_dim;
+      for (auto* v : {&s.kc, &s.vc, &s.dkc, &s.dvc}) (*v)[l].resize(sz);
+    }
 
   // y (n, N) = x · Wᵀ (+ the adapter's s · (x Aᵀ) Bᵀ, keeping x Aᵀ for the backward).
   auto project = [&](int l, Target t, float* y, const float* x) {
@@ -98,62 +124,192 @@ double LoraModel::run(const Batch& batch, float grad_scale, bool backward) {
                     p.a.data(), p.b.data(), ls, n, p.in, p.out, r);
     }
   };
+  // out = rms(inp; weight) when the weight is present, else a copy.
+  auto maybe_norm = [&](float* out, const float* inp, const forward::Vector& weight,
+                        int64_t rows, int dim) {
+    if (weight.empty())
+      std::copy_n(inp, rows * dim, out);
+    else
+      forward::rmsnorm_forward(out, inp, weight.data(), off, rows, dim, eps);
+  };
+  // dinp (+)= VJP of maybe_norm.
+  auto maybe_norm_back = [&](float* dinp, const float* dout, const float* inp,
+                             const forward::Vector& weight, int64_t rows, int dim, bool accumulate) {
+    if (!accumulate) std::fill(dinp, dinp + rows * dim, 0.0f);
+    if (weight.empty())
+      add(dinp, dout, rows * dim);
+    else
+      rmsnorm_backward(dinp, dout, inp, weight.data(), off, rows, dim, eps);
+  };
+  auto attn_scale = [&](const LayerConfig& L) {
+    return cfg.attn_scale != 0 ? cfg.attn_scale : 1.0f / std::sqrt(float(L.head_dim));
+  };
+
   auto layer_forward = [&](int l, const float* x, float* out) {
     const LayerConfig& L = cfg.layers[l];
     const forward::LayerWeights& W = w.layers[l];
-    const int64_t lqd = int64_t(L.n_head) * L.head_dim;
+    const int NH = L.n_head, NKV = L.n_head_kv, HD = L.head_dim;
+    const int64_t lqd = int64_t(NH) * HD, lkvd = int64_t(NKV) * HD;
+    const int src = kv_src(l);
+    // attention
     forward::rmsnorm_forward(s.h1.data(), x, W.attn_norm.data(), off, n, H, eps);
-    project(l, Target::kQ, s.q.data(), s.h1.data());
-    project(l, Target::kK, s.k.data(), s.h1.data());
-    project(l, Target::kV, s.v.data(), s.h1.data());
-    forward::rope_forward(s.q.data(), pos, n, L.n_head, lqd, s.rope[l]);
-    forward::rope_forward(s.k.data(), pos, n, L.n_head_kv, int64_t(L.n_head_kv) * L.head_dim,
-                          s.rope[l]);
-    const float scale = cfg.attn_scale != 0 ? cfg.attn_scale : 1.0f / std::sqrt(float(L.head_dim));
-    forward::attention_forward_masked(s.att.data(), s.lse.data(), s.q.data(), s.k.data(),
-                                      s.v.data(), first_key, n, 0, L.n_head, L.n_head_kv,
-                                      L.head_dim, L.window, scale);
-    project(l, Target::kO, s.tmp.data(), s.att.data());
-    for (int64_t i = 0; i < n * H; ++i) s.x2[i] = x[i] + s.tmp[i];
+    project(l, Target::kQ, s.q_raw.data(), s.h1.data());
+    maybe_norm(s.q.data(), s.q_raw.data(), W.q_norm, n * NH, HD);
+    forward::rope_forward(s.q.data(), pos, n, NH, lqd, s.rope[l]);
+    if (src == l) {
+      project(l, Target::kK, s.k_raw.data(), s.h1.data());
+      if (W.wv)
+        project(l, Target::kV, s.v_raw.data(), s.h1.data());
+      else  // k_eq_v: V is the raw K projection, before k_norm and RoPE
+        std::copy_n(s.k_raw.data(), n * lkvd, s.v_raw.data());
+      maybe_norm(s.kc[l].data(), s.k_raw.data(), W.k_norm, n * NKV, HD);
+      forward::rope_forward(s.kc[l].data(), pos, n, NKV, lkvd, s.rope[l]);
+      if (cfg.v_norm)
+        forward::rmsnorm_forward(s.vc[l].data(), s.v_raw.data(), nullptr, 0, n * NKV, HD, eps);
+      else
+        std::copy_n(s.v_raw.data(), n * lkvd, s.vc[l].data());
+    }
+    forward::attention_forward_masked(s.att.data(), s.lse.data(), s.q.data(), s.kc[src].data(),
+                                      s.vc[src].data(), first_key, n, 0, NH, NKV, HD, L.window,
+                                      attn_scale(L));
+    project(l, Target::kO, s.a_raw.data(), s.att.data());
+    maybe_norm(s.tmp.data(), s.a_raw.data(), W.post_attn_norm, n, H);
+    for (int64_t i = 0; i < nH; ++i) s.x2[i] = x[i] + s.tmp[i];
+    // feed-forward
     forward::rmsnorm_forward(s.h2.data(), s.x2.data(), W.ffn_norm.data(), off, n, H, eps);
-    project(l, Target::kGate, s.gate.data(), s.h2.data());
-    project(l, Target::kUp, s.up.data(), s.h2.data());
-    forward::glu_forward(s.act.data(), s.gate.data(), s.up.data(), n * L.d_ff, cfg.act);
-    project(l, Target::kDown, s.tmp.data(), s.act.data());
-    for (int64_t i = 0; i < n * H; ++i) out[i] = s.x2[i] + s.tmp[i];
+    std::fill(s.md.begin(), s.md.begin() + nH, 0.0f);
+    if (L.ffn != FfnKind::kMoe && W.ffn_gate) {
+      project(l, Target::kGate, s.gate.data(), s.h2.data());
+      project(l, Target::kUp, s.up.data(), s.h2.data());
+      forward::glu_forward(s.act.data(), s.gate.data(), s.up.data(), n * L.d_ff, cfg.act);
+      project(l, Target::kDown, s.md.data(), s.act.data());
+    }
+    if (L.ffn == FfnKind::kMoe) {
+      forward::moe_forward(s.m.data(), s.h2.data(), s.h2.data(), W, L, n, H, cfg.act,
+                           cfg.moe_norm_topk, s.scratch);
+    } else if (L.ffn == FfnKind::kDenseAndMoe) {
+      maybe_norm(s.m.data(), s.md.data(), W.post_ffn_norm_1, n, H);
+      forward::router_input(s.z.data(), s.x2.data(), W, n, H, eps);
+      maybe_norm(s.ex_in.data(), s.x2.data(), W.pre_ffn_norm_2, n, H);
+      forward::moe_forward(s.m2.data(), s.z.data(), s.ex_in.data(), W, L, n, H, cfg.act,
+                           cfg.moe_norm_topk, s.scratch);
+      maybe_norm(s.tmp.data(), s.m2.data(), W.post_ffn_norm_2, n, H);
+      add(s.m.data(), s.tmp.data(), nH);
+    } else {
+      std::copy_n(s.md.data(), nH, s.m.data());
+    }
+    maybe_norm(s.tmp.data(), s.m.data(), W.post_ffn_norm, n, H);
+    for (int64_t i = 0; i < nH; ++i) s.x3[i] = s.x2[i] + s.tmp[i];
+    std::copy_n(s.x3.data(), nH, out);
+    // per-layer embedding
+    if (P > 0) {
+      for (int64_t t = 0; t < n; ++t)
+        std::copy_n(&s.ple[t * ple_w + int64_t(l) * P], P, &s.ple_l[t * P]);
+      forward::matmul_forward(s.pg.data(), s.x3.data(), W.ple_gate, n, P, s.scratch);
+      forward::glu_forward(s.pa.data(), s.pg.data(), s.ple_l.data(), n * P, cfg.act);
+      forward::matmul_forward(s.pp.data(), s.pa.data(), W.ple_proj, n, H, s.scratch);
+      forward::rmsnorm_forward(s.tmp.data(), s.pp.data(), W.ple_post_norm.data(), off, n, H, eps);
+      add(out, s.tmp.data(), nH);
+    }
+    if (W.layer_scalar != 1)
+      for (int64_t i = 0; i < nH; ++i) out[i] *= W.layer_scalar;
   };
-  // dx: dL/d(layer output) on entry, dL/d(layer input) on return.
+
+  // s.dx: dL/d(layer output) on entry, dL/d(layer input) on return.
   auto layer_backward = [&](int l, const float* x) {
     const LayerConfig& L = cfg.layers[l];
     const forward::LayerWeights& W = w.layers[l];
-    const int64_t lqd = int64_t(L.n_head) * L.head_dim, lkvd = int64_t(L.n_head_kv) * L.head_dim;
-    // MLP
-    project_back(l, Target::kDown, s.dact.data(), s.dx.data(), s.act.data(), false);
-    glu_backward(s.dgate.data(), s.dup.data(), s.dact.data(), s.gate.data(), s.up.data(),
-                 n * L.d_ff, cfg.act);
-    project_back(l, Target::kGate, s.dh.data(), s.dgate.data(), s.h2.data(), false);
-    project_back(l, Target::kUp, s.dh.data(), s.dup.data(), s.h2.data(), true);
-    rmsnorm_backward(s.dx.data(), s.dh.data(), s.x2.data(), W.ffn_norm.data(), off, n, H, eps);
-    // attention
-    project_back(l, Target::kO, s.datt.data(), s.dx.data(), s.att.data(), false);
-    const float scale = cfg.attn_scale != 0 ? cfg.attn_scale : 1.0f / std::sqrt(float(L.head_dim));
+    const int NH = L.n_head, NKV = L.n_head_kv, HD = L.head_dim;
+    const int64_t lqd = int64_t(NH) * HD, lkvd = int64_t(NKV) * HD;
+    const int src = kv_src(l);
+    if (W.layer_scalar != 1)
+      for (int64_t i = 0; i < nH; ++i) s.dx[i] *= W.layer_scalar;
+    // per-layer embedding: s.dx becomes dL/dx3
+    if (P > 0) {
+      std::fill(s.dt.begin(), s.dt.end(), 0.0f);
+      rmsnorm_backward(s.dt.data(), s.dx.data(), s.pp.data(), W.ple_post_norm.data(), off, n, H,
+                       eps);
+      matmul_backward(s.dp.data(), s.dt.data(), H, W.ple_proj, n, false, s.scratch);
+      // The gradient of the per-layer input (into dple) is dropped: it is a constant.
+      glu_backward(s.dpg.data(), s.dple.data(), s.dp.data(), s.pg.data(), s.ple_l.data(), n * P,
+                   cfg.act);
+      matmul_backward(s.dx.data(), s.dpg.data(), P, W.ple_gate, n, true, s.scratch);
+    }
+    // feed-forward: dx2 = dx3 + the branch's gradient
+    std::copy_n(s.dx.data(), nH, s.dx2.data());
+    maybe_norm_back(s.dm.data(), s.dx.data(), s.m.data(), W.post_ffn_norm, n, H, false);
+    std::fill(s.dh.begin(), s.dh.end(), 0.0f);  // dL/dh2
+    const float* dmd = s.dm.data();
+    if (L.ffn == FfnKind::kMoe) {
+      moe_backward(s.dh.data(), s.dh.data(), s.dm.data(), s.h2.data(), s.h2.data(), W, L, n, H,
+                   cfg.act, cfg.moe_norm_topk, s.scratch);
+    } else if (L.ffn == FfnKind::kDenseAndMoe) {
+      // experts: dL/dm2 into tmp, dL/dz into dz, dL/dex_in into dex
+      maybe_norm_back(s.tmp.data(), s.dm.data(), s.m2.data(), W.post_ffn_norm_2, n, H, false);
+      std::fill(s.dz.begin(), s.dz.end(), 0.0f);
+      std::fill(s.dex.begin(), s.dex.end(), 0.0f);
+      moe_backward(s.dz.data(), s.dex.data(), s.tmp.data(), s.z.data(), s.ex_in.data(), W, L, n,
+                   H, cfg.act, cfg.moe_norm_topk, s.scratch);
+      maybe_norm_back(s.dx2.data(), s.dex.data(), s.x2.data(), W.pre_ffn_norm_2, n, H, true);
+      // z = rms(x2) · scale / sqrt(H) (forward::router_input)
+      const float root = 1.0f / std::sqrt(float(H));
+      for (int64_t t = 0; t < n; ++t)
+        for (int i = 0; i < H; ++i)
+          s.dz[t * H + i] *= (W.router_scale.empty() ? 1.0f : W.router_scale[i]) * root;
+      rmsnorm_backward(s.dx2.data(), s.dz.data(), s.x2.data(), nullptr, 0, n, H, eps);
+      maybe_norm_back(s.dt.data(), s.dm.data(), s.md.data(), W.post_ffn_norm_1, n, H, false);
+      dmd = s.dt.data();
+    }
+    if (L.ffn != FfnKind::kMoe && W.ffn_gate) {
+      project_back(l, Target::kDown, s.dact.data(), dmd, s.act.data(), false);
+      glu_backward(s.dgate.data(), s.dup.data(), s.dact.data(), s.gate.data(), s.up.data(),
+                   n * L.d_ff, cfg.act);
+      project_back(l, Target::kGate, s.dh.data(), s.dgate.data(), s.h2.data(), true);
+      project_back(l, Target::kUp, s.dh.data(), s.dup.data(), s.h2.data(), true);
+    }
+    rmsnorm_backward(s.dx2.data(), s.dh.data(), s.x2.data(), W.ffn_norm.data(), off, n, H, eps);
+    // attention: dx = dx2 + the branch's gradient
+    std::copy_n(s.dx2.data(), nH, s.dx.data());
+    maybe_norm_back(s.dt.data(), s.dx2.data(), s.a_raw.data(), W.post_attn_norm, n, H, false);
+    project_back(l, Target::kO, s.datt.data(), s.dt.data(), s.att.data(), false);
     attention_backward(s.dq.data(), s.dk.data(), s.dv.data(), s.datt.data(), s.q.data(),
-                       s.k.data(), s.v.data(), s.att.data(), s.lse.data(), first_key, n, L.n_head,
-                       L.n_head_kv, L.head_dim, L.window, scale);
-    rope_backward(s.dq.data(), pos, n, L.n_head, lqd, s.rope[l]);
-    rope_backward(s.dk.data(), pos, n, L.n_head_kv, lkvd, s.rope[l]);
-    project_back(l, Target::kQ, s.dh.data(), s.dq.data(), s.h1.data(), false);
-    project_back(l, Target::kK, s.dh.data(), s.dk.data(), s.h1.data(), true);
-    project_back(l, Target::kV, s.dh.data(), s.dv.data(), s.h1.data(), true);
+                       s.kc[src].data(), s.vc[src].data(), s.att.data(), s.lse.data(), first_key,
+                       n, NH, NKV, HD, L.window, attn_scale(L));
+    add(s.dkc[src].data(), s.dk.data(), n * lkvd);
+    add(s.dvc[src].data(), s.dv.data(), n * lkvd);
+    rope_backward(s.dq.data(), pos, n, NH, lqd, s.rope[l]);
+    // dq_raw into datt (free now)
+    maybe_norm_back(s.datt.data(), s.dq.data(), s.q_raw.data(), W.q_norm, n * NH, HD, false);
+    project_back(l, Target::kQ, s.dh.data(), s.datt.data(), s.h1.data(), false);
+    if (src == l) {  // every reader of this layer's K/V has added its gradient by now
+      float* dkc = s.dkc[l].data();
+      float* dvc = s.dvc[l].data();
+      rope_backward(dkc, pos, n, NKV, lkvd, s.rope[l]);
+      maybe_norm_back(s.dk.data(), dkc, s.k_raw.data(), W.k_norm, n * NKV, HD, false);
+      if (cfg.v_norm) {
+        std::fill(s.dv.begin(), s.dv.end(), 0.0f);
+        rmsnorm_backward(s.dv.data(), dvc, s.v_raw.data(), nullptr, 0, n * NKV, HD, eps);
+      } else {
+        std::copy_n(dvc, n * lkvd, s.dv.data());
+      }
+      if (W.wv) {
+        project_back(l, Target::kV, s.dh.data(), s.dv.data(), s.h1.data(), true);
+      } else {  // k_eq_v: V's gradient joins K's before the K projection
+        add(s.dk.data(), s.dv.data(), n * lkvd);
+      }
+      project_back(l, Target::kK, s.dh.data(), s.dk.data(), s.h1.data(), true);
+    }
     rmsnorm_backward(s.dx.data(), s.dh.data(), x, W.attn_norm.data(), off, n, H, eps);
   };
 
-  // Embeddings, then the layers keeping each one's input.
-  for (int64_t t = 0; t < n; ++t) {
-    float* xt = &s.layer_in[0][t * H];
-    forward::matrix_row(xt, w.token_embd, batch.tokens[t]);
-    if (cfg.embed_scale != 0)
-      for (int i = 0; i < H; ++i) xt[i] *= base_.embed_scale();
+  // Embeddings (and the per-layer inputs, constants of training), then the layers keeping
+  // each one's input.
+  forward::embed_tokens(s.layer_in[0].data(), batch.tokens.data(), n, base_);
+  if (P > 0) {
+    s.ple.resize(size_t(n * ple_w));
+    s.ple_tok.resize(size_t(n * ple_w));
+    forward::per_layer_inputs(s.ple.data(), s.ple_tok.data(), batch.tokens.data(),
+                              s.layer_in[0].data(), n, base_, s.scratch);
   }
   for (int l = 0; l < cfg.n_layer; ++l)
     layer_forward(l, s.layer_in[l].data(), s.layer_in[l + 1].data());
@@ -165,8 +321,14 @@ double LoraModel::run(const Batch& batch, float grad_scale, bool backward) {
   if (!backward) return loss;
   std::fill(s.dx.begin(), s.dx.end(), 0.0f);
   rmsnorm_backward(s.dx.data(), s.dh.data(), x_last, w.output_norm.data(), off, n, H, eps);
+  for (int l = 0; l < cfg.n_layer; ++l)
+    if (kv_src(l) == l) {
+      std::fill(s.dkc[l].begin(), s.dkc[l].end(), 0.0f);
+      std::fill(s.dvc[l].begin(), s.dvc[l].end(), 0.0f);
+    }
   for (int l = cfg.n_layer - 1; l >= 0; --l) {
-    // Recompute the layer (fills h1 ... act and u; rewrites layer_in[l + 1] with the same values).
+    // Recompute the layer (fills h1 ... pp, u and its own kc/vc; rewrites layer_in[l + 1]
+    // with the same values).
     layer_forward(l, s.layer_in[l].data(), s.layer_in[l + 1].data());
     layer_backward(l, s.layer_in[l].data());
   }

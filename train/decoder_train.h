@@ -1,5 +1,6 @@
 // The working memory of LoraModel's training pass (internal to train/): each layer's input,
-// kept from the forward to the backward, and one layer's recomputed activations and gradients.
+// kept from the forward to the backward, the K/V of layers other layers read, and one layer's
+// recomputed activations and gradients.
 #pragma once
 #include <vector>
 
@@ -11,11 +12,18 @@ namespace temper::train {
 struct LoraModel::Work {
   std::vector<forward::RopeParams> rope;     // per layer
   std::vector<std::vector<float>> layer_in;  // per layer: (n, H)
-  // One layer's activations (recomputed in the backward).
-  std::vector<float> h1, q, k, v, att, lse, x2, h2, gate, up, act, tmp;
+  // Per layer owning K/V: its normed, rotated K and V (n, NKV*HD), kept for the whole pass
+  // because later layers may read them (KV sharing), and their gradients, which every reader
+  // adds into before the owner's own backward runs.
+  std::vector<std::vector<float>> kc, vc, dkc, dvc;
+  std::vector<float> ple, ple_tok, ple_l;  // per-layer embedding inputs (n, L*P), one layer's
+  // One layer's activations (recomputed in the backward); names follow decoder_train.cpp.
+  std::vector<float> h1, q_raw, q, k_raw, v_raw, att, lse, a_raw, x2, h2, gate, up, act, md,
+      z, ex_in, m2, m, x3, pg, pa, pp, tmp;
   std::vector<std::vector<float>> u;  // per target: (n, rank), x · Aᵀ
   // Gradients.
-  std::vector<float> dx, dh, dq, dk, dv, datt, dgate, dup, dact, du;
+  std::vector<float> dx, dh, dx2, dm, dt, dz, dex, dq, dk, dv, datt, dgate, dup, dact, du, dp,
+      dpg, dple;
   std::vector<float> scratch;  // dequantisation tile
 };
 

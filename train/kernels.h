@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "forward/kernels.h"
+#include "forward/layers.h"
 #include "forward/weights.h"
 
 namespace temper::train {
@@ -69,5 +70,20 @@ void attention_backward(float* dq,              // (n, NH*HD)
 // only (trained tokens × tile rows) logits ever exist, never n × V.
 double cross_entropy(float* dh, const float* h, const forward::Matrix& w, const int32_t* target,
                      int64_t n, float softcap, float grad_scale, std::vector<float>& scratch);
+
+// VJP of forward::route_tokens w.r.t. the router logits (dlogits (n, E) overwritten), for the
+// experts `r` chose: through the renormalisation, the per-expert scales and the softmax; the
+// top-k choice itself is piecewise constant. dw (n, K): gradient of each routing weight.
+void route_backward(float* dlogits, const float* dw, const float* logits,
+                    const forward::Routing& r, int64_t n, int E, int K, bool renormalise,
+                    const std::vector<float>& expert_scale);
+
+// VJP of forward::moe_forward w.r.t. its router input and expert input (both (n, H), both
+// accumulate; they may be one buffer when the forward read one input for both). Recomputes
+// the routing and the chosen experts' activations; expert weights stay frozen.
+void moe_backward(float* drouter_in, float* dexpert_in, const float* dout, const float* router_in,
+                  const float* expert_in, const forward::LayerWeights& w,
+                  const LayerConfig& layer, int64_t n, int H, Activation act, bool renormalise,
+                  std::vector<float>& scratch);
 
 }  // namespace temper::train

@@ -1,5 +1,5 @@
-// LoRA adapters on a frozen base: target names, packing examples into a batch, the checks
-// that the base only uses features this slice trains, and PEFT's initialisation.
+// LoRA adapters on a frozen base: target names, packing examples into a batch, which layers
+// have which target, and PEFT's initialisation.
 #include <cmath>
 #include <numeric>
 
@@ -32,25 +32,31 @@ uint64_t splitmix64(uint64_t& state) {
   return z ^ (z >> 31);
 }
 
-// The base's features this slice does not train, by name ("" when none).
+// The base's features the training pass does not handle, by name ("" when none). Every
+// feature the runtime's decoder runs is trained; this guards layouts it would not meet.
 std::string unsupported_feature(const ModelConfig& cfg, const forward::Weights& w) {
-  if (cfg.post_norms) return "sandwich (post-attention/post-FFN) norms";
-  if (cfg.qk_norm) return "q/k norms";
-  if (cfg.v_norm) return "v norm";
-  if (cfg.ple_dim > 0) return "per-layer embeddings";
   for (int l = 0; l < cfg.n_layer; ++l) {
-    const LayerConfig& L = cfg.layers[l];
     const forward::LayerWeights& W = w.layers[l];
-    if (L.ffn != FfnKind::kDense) return "mixture-of-experts layers";
-    if (L.kv_source_layer >= 0 && L.kv_source_layer != l) return "KV sharing between layers";
-    if (L.k_eq_v || !W.wv) return "V taken from the K projection (k_eq_v)";
-    if (W.layer_scalar != 1) return "per-layer output scalars";
-    if (!W.ffn_gate || L.d_ff <= 0) return "layers without a gated MLP";
-    if (!W.post_attn_norm.empty() || !W.post_ffn_norm.empty() || !W.q_norm.empty() ||
-        !W.k_norm.empty() || W.ffn_norm.empty())
-      return "a norm layout other than pre-attention + pre-FFN RMSNorm";
+    if (W.attn_norm.empty() || W.ffn_norm.empty())
+      return "a layer without pre-attention and pre-FFN norms";
   }
   return "";
+}
+
+// Whether layer l has the module target t trains: K/V only on layers that compute their own
+// (not on layers reading another layer's K/V), V not where V is the K projection (k_eq_v),
+// the MLP's three only on layers with a dense MLP (experts are not adapter targets).
+bool layer_has(const ModelConfig& cfg, const forward::LayerWeights& W, int l, Target t) {
+  const LayerConfig& L = cfg.layers[l];
+  const bool owns_kv = L.kv_source_layer < 0 || L.kv_source_layer == l;
+  const bool dense = L.ffn != FfnKind::kMoe && W.ffn_gate;
+  switch (t) {
+    case Target::kQ: case Target::kO: return true;
+    case Target::kK: return owns_kv;
+    case Target::kV: return owns_kv && bool(W.wv);
+    case Target::kGate: case Target::kUp: case Target::kDown: return dense;
+  }
+  return false;
 }
 
 }  // namespace
@@ -102,8 +108,7 @@ LoraModel::LoraModel(const forward::Model& base, const LoraConfig& cfg)
   const ModelConfig& mc = base.config();
   const forward::Weights& w = base.weights();
   const std::string feature = unsupported_feature(mc, w);
-  TEMPER_CHECK(feature.empty(), "temper train does not yet train models with ", feature,
-               " (this first slice trains Llama-style decoders)");
+  TEMPER_CHECK(feature.empty(), "temper train does not train models with ", feature);
   TEMPER_CHECK(!cfg.targets.empty(), "no LoRA targets given");
   TEMPER_CHECK(cfg.rank > 0, "LoRA rank must be positive, got ", cfg.rank);
   std::vector<bool> chosen(kNumTargets, false);
@@ -115,7 +120,7 @@ LoraModel::LoraModel(const forward::Model& base, const LoraConfig& cfg)
     const forward::Matrix* mats[kNumTargets] = {&W.wq, &W.wk, &W.wv, &W.wo,
                                                 &W.ffn_gate, &W.ffn_up, &W.ffn_down};
     for (int t = 0; t < kNumTargets; ++t) {
-      if (!chosen[t]) continue;
+      if (!chosen[t] || !layer_has(mc, W, l, Target(t))) continue;
       LoraPair p;
       p.layer = l;
       p.target = Target(t);
@@ -142,6 +147,14 @@ LoraModel::LoraModel(const forward::Model& base, const LoraConfig& cfg)
                                               mc.layers[l].n_rot, mc.layers[l].rope_theta,
                                               mc.layers[l].rope_freq_factors,
                                               mc.layers[l].rope_pos_scale));
+  }
+  for (Target t : cfg.targets) {
+    bool any = false;
+    for (int l = 0; l < mc.n_layer; ++l) any = any || index_[l][int(t)] >= 0;
+    TEMPER_CHECK(any, "LoRA target '", target_name(t), "' matches no projection of this model",
+                 t == Target::kGate || t == Target::kUp || t == Target::kDown
+                     ? " (its MLPs are experts, which are not adapter targets yet)"
+                     : "");
   }
 }
 

@@ -95,6 +95,53 @@ std::unique_ptr<Model> Model::load(const TensorSource& src, const ModelDescripti
   return m;
 }
 
+// Embeddings (shared with the training pass, train/decoder_train.cpp).
+
+void embed_tokens(float* x, const int32_t* tokens, int64_t T, const Model& model) {
+  const ModelConfig& cfg = model.config();
+  const int H = cfg.d_model;
+  for (int64_t t = 0; t < T; ++t) {
+    float* xt = x + t * H;
+    matrix_row(xt, model.weights().token_embd, tokens[t]);
+    if (cfg.embed_scale != 0)
+      for (int i = 0; i < H; ++i) xt[i] *= model.embed_scale();
+  }
+}
+
+// ple[t, l, :] = (RMS(x·Wprojᵀ / sqrt(H); w) + E_ple[id]·sqrt(P)) / sqrt(2).
+void per_layer_inputs(float* ple, float* tok_scratch, const int32_t* tokens, const float* x,
+                      int64_t T, const Model& model, std::vector<float>& scratch) {
+  const ModelConfig& cfg = model.config();
+  const Weights& w = model.weights();
+  const int H = cfg.d_model, P = cfg.ple_dim;
+  const int64_t ple_w = int64_t(cfg.n_layer) * P;
+  matmul_forward(ple, x, w.ple_model_proj, T, ple_w, scratch);
+  const float proj_scale = 1.0f / std::sqrt(float(H));
+  for (int64_t i = 0; i < T * ple_w; ++i) ple[i] *= proj_scale;
+  rmsnorm_forward(ple, ple, w.ple_proj_norm.data(), cfg.norm_weight_offset, T * cfg.n_layer, P,
+                  cfg.norm_eps);
+  const float mix = float(1 / std::sqrt(2.0));
+  for (int64_t t = 0; t < T; ++t) {
+    TEMPER_CHECK(tokens[t] < w.ple_token_embd.rows, "token id ", tokens[t],
+                 " is outside the per-layer embedding table");
+    float* tok = tok_scratch + t * ple_w;
+    matrix_row(tok, w.ple_token_embd, tokens[t]);
+    float* p = ple + t * ple_w;
+    for (int64_t i = 0; i < ple_w; ++i) p[i] = (p[i] + tok[i] * model.ple_embed_scale()) * mix;
+  }
+}
+
+void router_input(float* out, const float* x, const LayerWeights& w, int64_t T, int H,
+                  float eps) {
+  rmsnorm_forward(out, x, nullptr, 0, T, H, eps);
+  const float root = 1.0f / std::sqrt(float(H));
+  for (int64_t t = 0; t < T; ++t)
+    for (int i = 0; i < H; ++i) {
+      float& r = out[t * H + i];
+      r = r * (w.router_scale.empty() ? 1.0f : w.router_scale[i]) * root;
+    }
+}
+
 // Activation buffers and the KV cache of one session.
 struct Session::State {
   std::vector<std::vector<float>> k_cache, v_cache;  // per layer owning K/V: (n_ctx, NKV*HD)
@@ -158,33 +205,12 @@ std::vector<float> Session::eval(std::span<const int32_t> tokens, bool all_logit
   const float off = cfg.norm_weight_offset, eps = cfg.norm_eps;
   for (int64_t t = 0; t < T; ++t) s.pos[t] = int32_t(n_past_ + t);
 
-  // Embeddings.
-  for (int64_t t = 0; t < T; ++t) {
-    float* xt = &s.x[t * H];
-    matrix_row(xt, w.token_embd, tokens[t]);
-    if (cfg.embed_scale != 0)
-      for (int i = 0; i < H; ++i) xt[i] *= model_.embed_scale();
-  }
-  // Per-layer embeddings: ple[t, l, :] = (RMS(x·Wprojᵀ / sqrt(H); w) + E_ple[id]·sqrt(P)) /
-  // sqrt(2).
+  embed_tokens(s.x.data(), tokens.data(), T, model_);
   const int P = cfg.ple_dim;
   const int64_t ple_w = int64_t(cfg.n_layer) * P;
-  if (P > 0) {
-    matmul_forward(s.ple.data(), s.x.data(), w.ple_model_proj, T, ple_w, s.scratch);
-    const float proj_scale = 1.0f / std::sqrt(float(H));
-    for (int64_t i = 0; i < T * ple_w; ++i) s.ple[i] *= proj_scale;
-    rmsnorm_forward(s.ple.data(), s.ple.data(), w.ple_proj_norm.data(), off, T * cfg.n_layer, P,
-                    eps);
-    const float mix = float(1 / std::sqrt(2.0));
-    for (int64_t t = 0; t < T; ++t) {
-      TEMPER_CHECK(tokens[t] < w.ple_token_embd.rows, "token id ", tokens[t],
-                   " is outside the per-layer embedding table");
-      float* tok = &s.ple_tok[t * ple_w];
-      matrix_row(tok, w.ple_token_embd, tokens[t]);
-      float* p = &s.ple[t * ple_w];
-      for (int64_t i = 0; i < ple_w; ++i) p[i] = (p[i] + tok[i] * model_.ple_embed_scale()) * mix;
-    }
-  }
+  if (P > 0)
+    per_layer_inputs(s.ple.data(), s.ple_tok.data(), tokens.data(), s.x.data(), T, model_,
+                     s.scratch);
 
   for (int l = 0; l < cfg.n_layer; ++l) {
     const LayerConfig& L = cfg.layers[l];
@@ -240,13 +266,7 @@ std::vector<float> Session::eval(std::span<const int32_t> tokens, bool all_logit
       // the router reads the unweighted-normed residual times its scale vector / sqrt(H).
       if (!W.post_ffn_norm_1.empty())
         rmsnorm_forward(s.m.data(), s.m.data(), W.post_ffn_norm_1.data(), off, T, H, eps);
-      rmsnorm_forward(s.tmp.data(), s.x.data(), nullptr, 0, T, H, eps);
-      const float root = 1.0f / std::sqrt(float(H));
-      for (int64_t t = 0; t < T; ++t)
-        for (int i = 0; i < H; ++i) {
-          float& r = s.tmp[t * H + i];
-          r = r * (W.router_scale.empty() ? 1.0f : W.router_scale[i]) * root;
-        }
+      router_input(s.tmp.data(), s.x.data(), W, T, H, eps);
       const float* ex_in = s.x.data();
       if (!W.pre_ffn_norm_2.empty()) {
         rmsnorm_forward(s.h2.data(), s.x.data(), W.pre_ffn_norm_2.data(), off, T, H, eps);

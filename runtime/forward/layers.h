@@ -55,4 +55,19 @@ void moe_forward(float* out,              // (T, H)
                  const LayerWeights& w, const LayerConfig& layer, int64_t n_tokens, int d_model,
                  Activation act, bool renormalise, std::vector<float>& scratch);
 
+class Model;
+
+// Token embeddings x (T, H), times the model's embedding scale when it has one.
+void embed_tokens(float* x, const int32_t* tokens, int64_t T, const Model& model);
+
+// Per-layer embedding inputs (ple_dim P > 0): ple (T, n_layer * P) from the tokens and their
+// scaled embeddings x (T, H). tok_scratch: (T, n_layer * P). Throws Error for a token outside
+// the per-layer table. They depend on nothing trainable, so training keeps them as constants.
+void per_layer_inputs(float* ple, float* tok_scratch, const int32_t* tokens, const float* x,
+                      int64_t T, const Model& model, std::vector<float>& scratch);
+
+// The router input of experts beside a dense MLP (FfnKind::kDenseAndMoe): the unweighted
+// RMS-normed residual x (T, H) times the router's scale vector / sqrt(H).
+void router_input(float* out, const float* x, const LayerWeights& w, int64_t T, int H, float eps);
+
 }  // namespace temper::forward

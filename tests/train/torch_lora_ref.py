@@ -1,7 +1,9 @@
 #!/usr/bin/python3
-"""Independent PyTorch 1.13 autograd reference for temper's LoRA gradients on a Llama-style HF
-checkpoint. Builds the HF Llama math (tests/forward/torch_ref.py's pieces) in float64 from the
-stored weights, adds PEFT-style adapters y = x W^T + s (x A^T) B^T on the listed projections,
+"""Independent PyTorch 1.13 autograd reference for temper's LoRA gradients on an HF checkpoint
+of any architecture tests/forward/torch_ref.py runs (llama, qwen3, qwen3moe, gemma3, gemma4).
+Runs that file's float64 forward from the stored weights with PEFT-style adapters
+y = x W^T + s (x A^T) B^T on the listed projections (gradients also flow through MoE routing
+weights, KV sharing and everything else that reference computes),
 and runs every example as its own sequence (no packing, positions from 0), so temper's packing
 and masks are checked too. Shares no code with temper's C++.
 
@@ -27,53 +29,48 @@ import torch_ref as R  # noqa: E402
 F = torch.float64
 
 
-def lora_forward(c, w, ids, adapters, scale):
-    """HF LlamaForCausalLM forward of one sequence; adapters: (layer, module) -> (A, B)."""
-    H, L = c["hidden_size"], c["num_hidden_layers"]
-    nh, nkv = c["num_attention_heads"], c.get("num_key_value_heads", c["num_attention_heads"])
-    hd = c.get("head_dim") or H // nh
-    eps = c["rms_norm_eps"]
-    s = c.get("rope_scaling")
-    theta = c.get("rope_theta", 10000.0)
-    if s and s.get("rope_type", s.get("type")) == "llama3":
-        inv = R.llama3_inv_freq(theta, hd, s)
-    else:
-        inv = R.default_inv_freq(theta, hd)
-    T = len(ids)
-    pos = torch.arange(T)
+def model_forward(c, w, ids):
+    """Logits of one sequence through tests/forward/torch_ref.py's forward of the checkpoint's
+    architecture (every projection goes through R.lin, which lora_forward wraps)."""
+    arch = c["architectures"][0]
+    if arch.startswith("Gemma4"):
+        return R.forward_gemma4(c, w, ids)
+    if arch.startswith("Gemma3"):
+        return R.forward_gemma3(c, w, ids)
+    if arch in ("LlamaForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM"):
+        return R.forward_llama_qwen(c, w, ids, qk_norm=arch != "LlamaForCausalLM",
+                                    moe=arch == "Qwen3MoeForCausalLM")
+    raise ValueError("unsupported architecture " + arch)
 
-    def proj(l, module, x):
-        y = R.lin(x, w("layers.%d.%s.weight" % (l, module)))
-        if (l, module) in adapters:
-            a, b = adapters[(l, module)]
-            y = y + scale * R.lin(R.lin(x, a), b)
+
+def lora_forward(c, w, ids, adapters, scale):
+    """Logits of one sequence with adapters: (layer, module) -> (A, B), as PEFT's LoRA layer
+    y = base(x) + s * lora_B(lora_A(x)). The reference's forward looks every projection
+    weight up by name and passes that very tensor to R.lin, so the adapter is found by the
+    weight's identity while R.lin is wrapped."""
+    by_id = {id(w("layers.%d.%s.weight" % key)): ab for key, ab in adapters.items()}
+    base_lin = R.lin
+
+    def lin(x, wt):
+        y = base_lin(x, wt)
+        if id(wt) in by_id:
+            a, b = by_id[id(wt)]
+            y = y + scale * base_lin(base_lin(x, a), b)
         return y
 
-    x = w("embed_tokens.weight")[ids]
-    for l in range(L):
-        p = "layers.%d." % l
-        h = R.rms(x, w(p + "input_layernorm.weight"), eps)
-        q = proj(l, "self_attn.q_proj", h).view(T, nh, hd)
-        k = proj(l, "self_attn.k_proj", h).view(T, nkv, hd)
-        v = proj(l, "self_attn.v_proj", h).view(T, nkv, hd)
-        q, k = R.rope(q, pos, inv), R.rope(k, pos, inv)
-        a = R.attention(q, k, v, hd ** -0.5, 0)
-        x = x + proj(l, "self_attn.o_proj", a)
-        h = R.rms(x, w(p + "post_attention_layernorm.weight"), eps)
-        m = R.silu(proj(l, "mlp.gate_proj", h)) * proj(l, "mlp.up_proj", h)
-        x = x + proj(l, "mlp.down_proj", m)
-    x = R.rms(x, w("norm.weight"), eps)
-    tied = c.get("tie_word_embeddings", False)
-    head = w("embed_tokens.weight") if tied else w("lm_head.weight")
-    return R.lin(x, head)
+    R.lin = lin
+    try:
+        return model_forward(c, w, ids)
+    finally:
+        R.lin = base_lin
 
 
 def main(argv):
     model_dir, case_path, lora_path, out_path = argv
     c = json.load(open(os.path.join(model_dir, "config.json")))
-    assert c["architectures"][0] == "LlamaForCausalLM", c["architectures"]
     case = json.load(open(case_path))
-    w = R.W(R.load_safetensors(model_dir), ["model.", ""])
+    w = R.W(R.load_safetensors(model_dir),
+            ["model.language_model.", "language_model.model.", "model.", ""])
     r, alpha = case["rank"], case["alpha"]
     scale = alpha / math.sqrt(r) if case["rslora"] else alpha / r
     raw = np.fromfile(lora_path, dtype="<f4").astype(np.float64)

@@ -168,4 +168,73 @@ void cross_entropy_backward(T* dh, const T* h, const T* w, const int32_t* target
   }
 }
 
+// VJP of route_weights w.r.t. the logits (dlogits overwritten). With g_k = dw_k · scale_{e_k},
+// s = Σ_S p: renormalised dp_{e_k} = g_k / s - Σ_j g_j p_{e_j} / s², else dp_{e_k} = g_k (0 for
+// experts not chosen); then the softmax VJP dz_e = p_e (dp_e - Σ_j p_j dp_j).
+template <typename T>
+void route_backward(T* dlogits, const T* dw, const T* logits, const int32_t* chosen, int64_t n,
+                    int E, int K, bool renormalise, const float* scale) {
+  std::vector<T> p(static_cast<size_t>(E)), dp(static_cast<size_t>(E));
+  for (int64_t t = 0; t < n; ++t) {
+    const T mx = *std::max_element(logits + t * E, logits + (t + 1) * E);
+    T denom = 0;
+    for (int e = 0; e < E; ++e) denom += (p[e] = std::exp(logits[t * E + e] - mx));
+    for (int e = 0; e < E; ++e) p[e] /= denom;
+    T s = 0, gp = 0;
+    for (int k = 0; k < K; ++k) {
+      const int e = chosen[t * K + k];
+      const T g = dw[t * K + k] * (scale ? T(scale[e]) : T(1));
+      s += p[e];
+      gp += g * p[e];
+    }
+    std::fill(dp.begin(), dp.end(), T(0));
+    for (int k = 0; k < K; ++k) {
+      const int e = chosen[t * K + k];
+      const T g = dw[t * K + k] * (scale ? T(scale[e]) : T(1));
+      dp[e] += renormalise ? g / s - gp / (s * s) : g;
+    }
+    T pdp = 0;
+    for (int e = 0; e < E; ++e) pdp += p[e] * dp[e];
+    for (int e = 0; e < E; ++e) dlogits[t * E + e] = p[e] * (dp[e] - pdp);
+  }
+}
+
+// VJP of moe_forward w.r.t. both inputs: dxr (router input) and dxe (expert input) accumulate
+// (they may be the same buffer when both inputs are). Gradients reach the router through the
+// routing weights of the chosen experts (the choice itself is piecewise constant).
+template <typename T>
+void moe_backward(T* dxr, T* dxe, const T* dout, const T* xr, const T* xe, const T* router,
+                  const std::vector<std::vector<T>>& gate, const std::vector<std::vector<T>>& up,
+                  const std::vector<std::vector<T>>& down, int64_t n, int H, int E, int K, int I,
+                  bool renormalise, const float* scale, Activation act) {
+  std::vector<T> logits(static_cast<size_t>(n * E)), w(static_cast<size_t>(n * K));
+  linear_forward(logits.data(), xr, router, n, H, E);
+  const std::vector<int32_t> chosen = top_experts(logits.data(), n, E, K);
+  route_weights(w.data(), logits.data(), chosen.data(), n, E, K, renormalise, scale);
+  std::vector<T> g(static_cast<size_t>(I)), u(static_cast<size_t>(I)), m(static_cast<size_t>(I)),
+      y(static_cast<size_t>(H)), dy(static_cast<size_t>(H)), dm(static_cast<size_t>(I)),
+      dg(static_cast<size_t>(I)), du(static_cast<size_t>(I)), dw(static_cast<size_t>(n * K)),
+      dlogits(static_cast<size_t>(n * E));
+  for (int64_t t = 0; t < n; ++t)
+    for (int k = 0; k < K; ++k) {
+      const int e = chosen[t * K + k];
+      linear_forward(g.data(), xe + t * H, gate[e].data(), 1, H, I);
+      linear_forward(u.data(), xe + t * H, up[e].data(), 1, H, I);
+      glu_forward(m.data(), g.data(), u.data(), I, act);
+      linear_forward(y.data(), m.data(), down[e].data(), 1, I, H);
+      T d = 0;
+      for (int i = 0; i < H; ++i) d += dout[t * H + i] * y[i];
+      dw[t * K + k] = d;
+      for (int i = 0; i < H; ++i) dy[i] = w[t * K + k] * dout[t * H + i];
+      std::fill(dm.begin(), dm.end(), T(0));
+      linear_backward(dm.data(), dy.data(), down[e].data(), 1, I, H);
+      glu_backward(dg.data(), du.data(), dm.data(), g.data(), u.data(), I, act);
+      linear_backward(dxe + t * H, dg.data(), gate[e].data(), 1, H, I);
+      linear_backward(dxe + t * H, du.data(), up[e].data(), 1, H, I);
+    }
+  route_backward(dlogits.data(), dw.data(), logits.data(), chosen.data(), n, E, K, renormalise,
+                 scale);
+  linear_backward(dxr, dlogits.data(), router, n, H, E);
+}
+
 }  // namespace temper::train::ref

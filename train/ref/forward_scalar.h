@@ -140,6 +140,68 @@ void glu_forward(T* out, const T* gate, const T* up, int64_t n, Activation act) 
   for (int64_t i = 0; i < n; ++i) out[i] = activation(gate[i], act) * up[i];
 }
 
+// Router weights given each token's chosen experts (top-k is piecewise constant, so the choice
+// is an input): w_k = p_{e_k} (/ Σ_j p_{e_j} when renormalised) · scale_{e_k} (scale nullptr:
+// 1), p = softmax(logits). logits (n, E), chosen and w (n, K).
+template <typename T>
+void route_weights(T* w, const T* logits, const int32_t* chosen, int64_t n, int E, int K,
+                   bool renormalise, const float* scale) {
+  std::vector<T> p(static_cast<size_t>(E));
+  for (int64_t t = 0; t < n; ++t) {
+    const T mx = *std::max_element(logits + t * E, logits + (t + 1) * E);
+    T denom = 0;
+    for (int e = 0; e < E; ++e) denom += (p[e] = std::exp(logits[t * E + e] - mx));
+    T sum = 0;
+    for (int k = 0; k < K; ++k) sum += p[chosen[t * K + k]] / denom;
+    for (int k = 0; k < K; ++k) {
+      const int e = chosen[t * K + k];
+      T v = p[e] / denom;
+      if (renormalise) v /= sum;
+      w[t * K + k] = v * (scale ? T(scale[e]) : T(1));
+    }
+  }
+}
+
+// The K largest logits of each token (ties: lower index), in descending order: the experts
+// forward::route_tokens chooses (softmax is monotonic).
+template <typename T>
+std::vector<int32_t> top_experts(const T* logits, int64_t n, int E, int K) {
+  std::vector<int32_t> chosen(static_cast<size_t>(n * K));
+  std::vector<int32_t> order(static_cast<size_t>(E));
+  for (int64_t t = 0; t < n; ++t) {
+    for (int e = 0; e < E; ++e) order[e] = e;
+    const T* z = logits + t * E;
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return z[a] > z[b]; });
+    for (int k = 0; k < K; ++k) chosen[t * K + k] = order[k];
+  }
+  return chosen;
+}
+
+// One mixture-of-experts block: out (n, H) = Σ_k w_k · down_e(act(gate_e · xe) ⊙ (up_e · xe))
+// over the experts chosen from the router logits xr · Routerᵀ. router (E, H); gate[e], up[e]
+// (I, H); down[e] (H, I).
+template <typename T>
+void moe_forward(T* out, const T* xr, const T* xe, const T* router,
+                 const std::vector<std::vector<T>>& gate, const std::vector<std::vector<T>>& up,
+                 const std::vector<std::vector<T>>& down, int64_t n, int H, int E, int K, int I,
+                 bool renormalise, const float* scale, Activation act) {
+  std::vector<T> logits(static_cast<size_t>(n * E)), w(static_cast<size_t>(n * K));
+  linear_forward(logits.data(), xr, router, n, H, E);
+  const std::vector<int32_t> chosen = top_experts(logits.data(), n, E, K);
+  route_weights(w.data(), logits.data(), chosen.data(), n, E, K, renormalise, scale);
+  std::vector<T> g(static_cast<size_t>(I)), u(static_cast<size_t>(I)), y(static_cast<size_t>(H));
+  std::fill(out, out + n * H, T(0));
+  for (int64_t t = 0; t < n; ++t)
+    for (int k = 0; k < K; ++k) {
+      const int e = chosen[t * K + k];
+      linear_forward(g.data(), xe + t * H, gate[e].data(), 1, H, I);
+      linear_forward(u.data(), xe + t * H, up[e].data(), 1, H, I);
+      glu_forward(g.data(), g.data(), u.data(), I, act);
+      linear_forward(y.data(), g.data(), down[e].data(), 1, I, H);
+      for (int i = 0; i < H; ++i) out[t * H + i] += w[t * K + k] * y[i];
+    }
+}
+
 // Sum over tokens with target >= 0 of -log softmax(z)[target], z = softcap(h · Wᵀ)
 // (softcap c: z = c · tanh(logit / c); c == 0: none). h (n, H), W (V, H).
 template <typename T>
