@@ -101,6 +101,19 @@ double LoraModel::run(const Batch& batch, float grad_scale, bool backward) {
       for (auto* v : {&s.kc, &s.vc, &s.dkc, &s.dvc}) (*v)[l].resize(sz);
     }
 
+  // B in the base's row order where it differs from HF's.
+  s.b_base.resize(pairs_.size());
+  s.db_base.resize(pairs_.size());
+  for (size_t i = 0; i < pairs_.size(); ++i) {
+    const std::vector<int32_t>& hf = hf_row_[i];
+    if (hf.empty()) continue;
+    const LoraPair& p = pairs_[i];
+    s.b_base[i].resize(p.b.size());
+    s.db_base[i].resize(p.b.size());
+    for (int64_t o = 0; o < p.out; ++o)
+      std::copy_n(&p.b[size_t(hf[o]) * r], r, &s.b_base[i][size_t(o) * r]);
+  }
+
   // y (n, N) = x · Wᵀ (+ the adapter's s · (x Aᵀ) Bᵀ, keeping x Aᵀ for the backward).
   auto project = [&](int l, Target t, float* y, const float* x) {
     const forward::Matrix& m = projection(w.layers[l], t);
@@ -108,8 +121,8 @@ double LoraModel::run(const Batch& batch, float grad_scale, bool backward) {
     const int i = index_[l][int(t)];
     if (i >= 0) {
       const LoraPair& p = pairs_[i];
-      lora_forward(y, p.out, s.u[int(t)].data(), x, p.a.data(), p.b.data(), ls, n, p.in, p.out,
-                   r);
+      const float* b = hf_row_[i].empty() ? p.b.data() : s.b_base[i].data();
+      lora_forward(y, p.out, s.u[int(t)].data(), x, p.a.data(), b, ls, n, p.in, p.out, r);
     }
   };
   // dx (n, K) (+)= dy · W, and the adapter's gradients (which accumulate into da, db).
@@ -120,8 +133,18 @@ double LoraModel::run(const Batch& batch, float grad_scale, bool backward) {
     const int i = index_[l][int(t)];
     if (i >= 0) {
       LoraPair& p = pairs_[i];
-      lora_backward(dx, p.da.data(), p.db.data(), s.du.data(), dy, p.out, x, s.u[int(t)].data(),
-                    p.a.data(), p.b.data(), ls, n, p.in, p.out, r);
+      const std::vector<int32_t>& hf = hf_row_[i];
+      if (hf.empty()) {
+        lora_backward(dx, p.da.data(), p.db.data(), s.du.data(), dy, p.out, x,
+                      s.u[int(t)].data(), p.a.data(), p.b.data(), ls, n, p.in, p.out, r);
+        return;
+      }
+      std::vector<float>& db = s.db_base[i];
+      std::fill(db.begin(), db.end(), 0.0f);
+      lora_backward(dx, p.da.data(), db.data(), s.du.data(), dy, p.out, x, s.u[int(t)].data(),
+                    p.a.data(), s.b_base[i].data(), ls, n, p.in, p.out, r);
+      for (int64_t o = 0; o < p.out; ++o)
+        for (int j = 0; j < r; ++j) p.db[size_t(hf[o]) * r + j] += db[size_t(o) * r + j];
     }
   };
   // out = rms(inp; weight) when the weight is present, else a copy.

@@ -24,6 +24,8 @@ struct LoraModel::Work {
   // Gradients.
   std::vector<float> dx, dh, dx2, dm, dt, dz, dex, dq, dk, dv, datt, dgate, dup, dact, du, dp,
       dpg, dple;
+  // Per pair with permuted rows (LoraModel::hf_row_): B and dB in the base's row order.
+  std::vector<std::vector<float>> b_base, db_base;
   std::vector<float> scratch;  // dequantisation tile
 };
 

@@ -59,6 +59,23 @@ bool layer_has(const ModelConfig& cfg, const forward::LayerWeights& W, int l, Ta
   return false;
 }
 
+// The HF row of each q (or k) output row of layer l when the base stores them permuted for
+// interleaved RoPE, else empty. llama.cpp's converter (convert_hf_to_gguf.py, LlamaModel.permute)
+// reshapes each head's rows as (2, HD/2) and swaps the axes: its row 2j + s of a head is HF's
+// row s·HD/2 + j, which pairs (2j, 2j+1) for interleaved RoPE as HF's (j, j + HD/2).
+std::vector<int32_t> hf_rows(const ModelConfig& cfg, int l, Target t) {
+  if (cfg.rope_style != RopeStyle::kInterleaved) return {};
+  const LayerConfig& L = cfg.layers[l];
+  TEMPER_CHECK(L.n_rot == L.head_dim, "layer ", l, ": interleaved RoPE on ", L.n_rot, " of ",
+               L.head_dim, " dims; cannot map q/k rows to the Hugging Face order");
+  const int heads = t == Target::kQ ? L.n_head : L.n_head_kv, hd = L.head_dim;
+  std::vector<int32_t> rows(size_t(heads) * hd);
+  for (int h = 0; h < heads; ++h)
+    for (int j = 0; j < hd / 2; ++j)
+      for (int s = 0; s < 2; ++s) rows[size_t(h) * hd + 2 * j + s] = h * hd + s * hd / 2 + j;
+  return rows;
+}
+
 }  // namespace
 
 std::string_view target_name(Target t) { return kTargets[int(t)].name; }
@@ -142,6 +159,9 @@ LoraModel::LoraModel(const forward::Model& base, const LoraConfig& cfg)
       p.db.assign(p.b.size(), 0.0f);
       index_[l][t] = int(pairs_.size());
       pairs_.push_back(std::move(p));
+      hf_row_.push_back(Target(t) == Target::kQ || Target(t) == Target::kK
+                            ? hf_rows(mc, l, Target(t))
+                            : std::vector<int32_t>{});
     }
     work_->rope.push_back(forward::make_rope_params(mc.rope_style, mc.layers[l].head_dim,
                                               mc.layers[l].n_rot, mc.layers[l].rope_theta,

@@ -1,7 +1,8 @@
 // temper train: LoRA fine-tuning on the CPU (issue 9). The base model stays frozen in its
-// stored type; adapters A (r, in) and B (out, r) sit on any subset of the seven projections and
-// are the only trainable parameters. First slice: Llama-style decoders (RMSNorm, RoPE incl.
-// llama3 scaling, GQA, gated MLP, tied/untied output); any other feature is refused by name.
+// stored type (f32/f16/bf16 or any GGUF block type: QLoRA); adapters A (r, in) and B (out, r)
+// sit on any subset of the seven projections and are the only trainable parameters. Every
+// architecture the runtime's generic decoder runs (Llama, Qwen 3, Qwen 3 MoE, Gemma 3,
+// Gemma 4 dense, with PLE and KV sharing, and MoE); expert weights are not adapter targets.
 //
 //   auto model = forward::Model::load(*src, desc);
 //   train::LoraModel lora(*model, {.rank = 8, .alpha = 16, .targets = train::all_targets()});
@@ -62,6 +63,9 @@ struct Batch {
 Batch pack(const std::vector<Example>& examples);
 
 // One adapter: PEFT's lora_A (rank, in) and lora_B (out, rank) of one projection of one layer.
+// B's rows are always in the Hugging Face checkpoint's order, also on a GGUF base whose q/k
+// rows llama.cpp stored permuted (see LoraModel), so an adapter trained on any file of a
+// model is the same adapter.
 struct LoraPair {
   int layer = 0;
   Target target = Target::kQ;
@@ -97,6 +101,10 @@ class LoraModel {
   std::vector<LoraPair> pairs_;
   std::vector<std::vector<int>> index_;  // [layer][target] -> pairs_ index or -1
   std::unique_ptr<Work> work_;
+  // Per pair: the HF row of each of the base's output rows, or empty when they agree. Llama
+  // GGUFs store q/k rows permuted for llama.cpp's interleaved RoPE (rope_style kInterleaved);
+  // the pass then runs B with its rows in the base's order and returns dB in HF order.
+  std::vector<std::vector<int32_t>> hf_row_;
   double run(const Batch& batch, float grad_scale, bool backward);
 };
 

@@ -77,9 +77,12 @@ void run_train(const TrainOptions& o) {
   const std::vector<Target> targets = parse_targets(o.targets);
   TEMPER_CHECK(std::filesystem::exists(o.model), "model ", o.model, ": no such file or folder");
   OpenedModel opened = open_model(o.model);
-  TEMPER_CHECK(opened.format != ModelFormat::kGguf,
-               "model ", o.model, ": training on a GGUF base is not supported yet (use the HF folder or .h5)");
-  auto base = forward::Model::load(*opened.tensors, opened.desc);
+  // A GGUF base is trained in its stored type (QLoRA); forward::Model binds it as the
+  // runtime does (llama.cpp names, the exact embedding scale).
+  forward::LoadOptions load;
+  load.gguf_names = opened.gguf_tensor_names;
+  load.embed_scale_in_weight_dtype = opened.embed_scale_in_weight_dtype;
+  auto base = forward::Model::load(*opened.tensors, opened.desc, load);
   const Tokenizer tok = Tokenizer::from_assets(opened.desc.tokenizer);
   TEMPER_CHECK(o.train_on == "completion" || o.train_on == "all",
                "--train-on: unknown value '", o.train_on, "' (valid: completion, all)");
