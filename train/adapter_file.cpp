@@ -74,7 +74,7 @@ void write_adapter(const std::string& path, bool overwrite, const LoraModel& mod
   h5::Id group = h5::create_group(c, root, "adapters", /*track_order=*/true);
   for (const LoraPair& p : model.pairs()) {
     const std::string module =
-        "model.layers." + std::to_string(p.layer) + "." + std::string(target_hf_module(p.target));
+        "model.layers." + std::to_string(p.layer) + "." + p.hf_module();
     write_matrix(c, group.get(), module + ".lora_A", p.a.data(), cfg.rank, p.in);
     write_matrix(c, group.get(), module + ".lora_B", p.b.data(), p.out, cfg.rank);
   }

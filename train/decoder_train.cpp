@@ -168,6 +168,23 @@ double LoraModel::run(const Batch& batch, float grad_scale, bool backward) {
     return cfg.attn_scale != 0 ? cfg.attn_scale : 1.0f / std::sqrt(float(L.head_dim));
   };
 
+  // The adapters on layer l's experts (empty vectors when it has none).
+  auto expert_adapters = [&](int l) {
+    ExpertAdapters ad;
+    ad.scale = ls;
+    ad.rank = r;
+    const size_t E = w.layers[l].experts.size();
+    for (auto [t, v] : {std::pair{Target::kExpertGate, &ad.gate},
+                        std::pair{Target::kExpertUp, &ad.up},
+                        std::pair{Target::kExpertDown, &ad.down}}) {
+      v->assign(E, nullptr);
+      const int first = index_[l][int(t)];
+      if (first >= 0)
+        for (size_t e = 0; e < E; ++e) (*v)[e] = &pairs_[size_t(first) + e];
+    }
+    return ad;
+  };
+
   auto layer_forward = [&](int l, const float* x, float* out) {
     const LayerConfig& L = cfg.layers[l];
     const forward::LayerWeights& W = w.layers[l];
@@ -207,15 +224,16 @@ double LoraModel::run(const Batch& batch, float grad_scale, bool backward) {
       forward::glu_forward(s.act.data(), s.gate.data(), s.up.data(), n * L.d_ff, cfg.act);
       project(l, Target::kDown, s.md.data(), s.act.data());
     }
+    const ExpertAdapters experts = expert_adapters(l);
     if (L.ffn == FfnKind::kMoe) {
       forward::moe_forward(s.m.data(), s.h2.data(), s.h2.data(), W, L, n, H, cfg.act,
-                           cfg.moe_norm_topk, s.scratch);
+                           cfg.moe_norm_topk, s.scratch, experts.hook());
     } else if (L.ffn == FfnKind::kDenseAndMoe) {
       maybe_norm(s.m.data(), s.md.data(), W.post_ffn_norm_1, n, H);
       forward::router_input(s.z.data(), s.x2.data(), W, n, H, eps);
       maybe_norm(s.ex_in.data(), s.x2.data(), W.pre_ffn_norm_2, n, H);
       forward::moe_forward(s.m2.data(), s.z.data(), s.ex_in.data(), W, L, n, H, cfg.act,
-                           cfg.moe_norm_topk, s.scratch);
+                           cfg.moe_norm_topk, s.scratch, experts.hook());
       maybe_norm(s.tmp.data(), s.m2.data(), W.post_ffn_norm_2, n, H);
       add(s.m.data(), s.tmp.data(), nH);
     } else {
@@ -263,16 +281,17 @@ double LoraModel::run(const Batch& batch, float grad_scale, bool backward) {
     maybe_norm_back(s.dm.data(), s.dx.data(), s.m.data(), W.post_ffn_norm, n, H, false);
     std::fill(s.dh.begin(), s.dh.end(), 0.0f);  // dL/dh2
     const float* dmd = s.dm.data();
+    const ExpertAdapters experts = expert_adapters(l);
     if (L.ffn == FfnKind::kMoe) {
       moe_backward(s.dh.data(), s.dh.data(), s.dm.data(), s.h2.data(), s.h2.data(), W, L, n, H,
-                   cfg.act, cfg.moe_norm_topk, s.scratch);
+                   cfg.act, cfg.moe_norm_topk, s.scratch, &experts);
     } else if (L.ffn == FfnKind::kDenseAndMoe) {
       // experts: dL/dm2 into tmp, dL/dz into dz, dL/dex_in into dex
       maybe_norm_back(s.tmp.data(), s.dm.data(), s.m2.data(), W.post_ffn_norm_2, n, H, false);
       std::fill(s.dz.begin(), s.dz.end(), 0.0f);
       std::fill(s.dex.begin(), s.dex.end(), 0.0f);
       moe_backward(s.dz.data(), s.dex.data(), s.tmp.data(), s.z.data(), s.ex_in.data(), W, L, n,
-                   H, cfg.act, cfg.moe_norm_topk, s.scratch);
+                   H, cfg.act, cfg.moe_norm_topk, s.scratch, &experts);
       maybe_norm_back(s.dx2.data(), s.dex.data(), s.x2.data(), W.pre_ffn_norm_2, n, H, true);
       // z = rms(x2) · scale / sqrt(H) (forward::router_input)
       const float root = 1.0f / std::sqrt(float(H));

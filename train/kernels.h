@@ -14,6 +14,7 @@
 #include "forward/kernels.h"
 #include "forward/layers.h"
 #include "forward/weights.h"
+#include "train/train.h"
 
 namespace temper::train {
 
@@ -78,12 +79,23 @@ void route_backward(float* dlogits, const float* dw, const float* logits,
                     const forward::Routing& r, int64_t n, int E, int K, bool renormalise,
                     const std::vector<float>& expert_scale);
 
+// The adapters on one MoE layer's experts: per expert, the pair on its gate, up and down
+// projection (nullptr: none), all of rank `rank` and scale `scale`.
+struct ExpertAdapters {
+  std::vector<LoraPair*> gate, up, down;  // (E) each
+  float scale = 0;
+  int rank = 0;
+  // forward::moe_forward's hook adding each adapter's s · (x Aᵀ) Bᵀ to its projection.
+  forward::ExpertHook hook() const;
+};
+
 // VJP of forward::moe_forward w.r.t. its router input and expert input (both (n, H), both
 // accumulate; they may be one buffer when the forward read one input for both). Recomputes
-// the routing and the chosen experts' activations; expert weights stay frozen.
+// the routing and the chosen experts' activations; expert weights stay frozen. With
+// `adapters` (the forward ran adapters->hook()), their dA, dB accumulate too.
 void moe_backward(float* drouter_in, float* dexpert_in, const float* dout, const float* router_in,
                   const float* expert_in, const forward::LayerWeights& w,
                   const LayerConfig& layer, int64_t n, int H, Activation act, bool renormalise,
-                  std::vector<float>& scratch);
+                  std::vector<float>& scratch, const ExpertAdapters* adapters = nullptr);
 
 }  // namespace temper::train

@@ -21,7 +21,17 @@ constexpr TargetInfo kTargets[kNumTargets] = {
     {Target::kV, "v", "self_attn.v_proj"},   {Target::kO, "o", "self_attn.o_proj"},
     {Target::kGate, "gate", "mlp.gate_proj"}, {Target::kUp, "up", "mlp.up_proj"},
     {Target::kDown, "down", "mlp.down_proj"},
+    {Target::kExpertGate, "expert_gate", "mlp.experts.*.gate_proj"},
+    {Target::kExpertUp, "expert_up", "mlp.experts.*.up_proj"},
+    {Target::kExpertDown, "expert_down", "mlp.experts.*.down_proj"},
 };
+
+// The experts of a layer as separate weights (gate, up, down per expert), which PEFT adapts
+// one nn.Linear at a time; fused gate_up tensors (Gemma 4) are not adapter targets.
+bool has_split_experts(const LayerConfig& L, const forward::LayerWeights& W) {
+  return L.ffn != FfnKind::kDense && !W.experts.empty() && W.experts[0].gate &&
+         !W.experts[0].gate_up;
+}
 
 // splitmix64 (Steele, Lea, Flood 2014): a fixed, portable stream, so an adapter's
 // initialisation depends on the seed only, never on the C++ library's distributions.
@@ -55,6 +65,8 @@ bool layer_has(const ModelConfig& cfg, const forward::LayerWeights& W, int l, Ta
     case Target::kK: return owns_kv;
     case Target::kV: return owns_kv && bool(W.wv);
     case Target::kGate: case Target::kUp: case Target::kDown: return dense;
+    case Target::kExpertGate: case Target::kExpertUp: case Target::kExpertDown:
+      return has_split_experts(L, W);
   }
   return false;
 }
@@ -87,8 +99,19 @@ std::optional<Target> target_from_name(std::string_view name) {
 }
 std::vector<Target> all_targets() {
   std::vector<Target> v;
-  for (const TargetInfo& t : kTargets) v.push_back(t.target);
+  for (const TargetInfo& t : kTargets)
+    if (!is_expert_target(t.target)) v.push_back(t.target);
   return v;
+}
+bool is_expert_target(Target t) {
+  return t == Target::kExpertGate || t == Target::kExpertUp || t == Target::kExpertDown;
+}
+
+std::string LoraPair::hf_module() const {
+  std::string m(target_hf_module(target));
+  const size_t star = m.find('*');
+  if (star != std::string::npos) m.replace(star, 1, std::to_string(expert));
+  return m;
 }
 
 float LoraConfig::scale() const {
@@ -132,36 +155,48 @@ LoraModel::LoraModel(const forward::Model& base, const LoraConfig& cfg)
   for (Target t : cfg.targets) chosen[int(t)] = true;
   uint64_t rng = cfg.seed;
   index_.assign(mc.n_layer, std::vector<int>(kNumTargets, -1));
+  auto add_pair = [&](int l, Target t, int expert, const forward::Matrix& m) {
+    LoraPair p;
+    p.layer = l;
+    p.target = t;
+    p.expert = expert;
+    p.in = m.cols;
+    p.out = m.rows;
+    TEMPER_CHECK(cfg.rank <= std::min(p.in, p.out), "LoRA rank ", cfg.rank,
+                 " is larger than layer ", l, " ", p.hf_module(), " (", p.out, " x ", p.in, ")");
+    // PEFT: A = kaiming_uniform_(a = sqrt(5)) on (r, in): gain sqrt(2 / (1 + 5)), bound
+    // gain · sqrt(3 / fan_in) = 1 / sqrt(in). B = 0, so the adapter starts as a no-op.
+    const double bound = 1.0 / std::sqrt(double(p.in));
+    p.a.resize(size_t(cfg.rank * p.in));
+    for (float& v : p.a) {
+      const double u = double(splitmix64(rng) >> 11) * 0x1.0p-53;  // [0, 1)
+      v = float((2 * u - 1) * bound);
+    }
+    p.b.assign(size_t(p.out * cfg.rank), 0.0f);
+    p.da.assign(p.a.size(), 0.0f);
+    p.db.assign(p.b.size(), 0.0f);
+    pairs_.push_back(std::move(p));
+    hf_row_.push_back(t == Target::kQ || t == Target::kK ? hf_rows(mc, l, t)
+                                                         : std::vector<int32_t>{});
+  };
   for (int l = 0; l < mc.n_layer; ++l) {
     const forward::LayerWeights& W = w.layers[l];
-    const forward::Matrix* mats[kNumTargets] = {&W.wq, &W.wk, &W.wv, &W.wo,
-                                                &W.ffn_gate, &W.ffn_up, &W.ffn_down};
     for (int t = 0; t < kNumTargets; ++t) {
       if (!chosen[t] || !layer_has(mc, W, l, Target(t))) continue;
-      LoraPair p;
-      p.layer = l;
-      p.target = Target(t);
-      p.in = mats[t]->cols;
-      p.out = mats[t]->rows;
-      TEMPER_CHECK(cfg.rank <= std::min(p.in, p.out), "LoRA rank ", cfg.rank,
-                   " is larger than layer ", l, " ", target_name(Target(t)), " (", p.out, " x ",
-                   p.in, ")");
-      // PEFT: A = kaiming_uniform_(a = sqrt(5)) on (r, in): gain sqrt(2 / (1 + 5)), bound
-      // gain · sqrt(3 / fan_in) = 1 / sqrt(in). B = 0, so the adapter starts as a no-op.
-      const double bound = 1.0 / std::sqrt(double(p.in));
-      p.a.resize(size_t(cfg.rank * p.in));
-      for (float& v : p.a) {
-        const double u = double(splitmix64(rng) >> 11) * 0x1.0p-53;  // [0, 1)
-        v = float((2 * u - 1) * bound);
-      }
-      p.b.assign(size_t(p.out * cfg.rank), 0.0f);
-      p.da.assign(p.a.size(), 0.0f);
-      p.db.assign(p.b.size(), 0.0f);
       index_[l][t] = int(pairs_.size());
-      pairs_.push_back(std::move(p));
-      hf_row_.push_back(Target(t) == Target::kQ || Target(t) == Target::kK
-                            ? hf_rows(mc, l, Target(t))
-                            : std::vector<int32_t>{});
+      if (!is_expert_target(Target(t))) {
+        const forward::Matrix* mats[] = {&W.wq,       &W.wk,     &W.wv,      &W.wo,
+                                         &W.ffn_gate, &W.ffn_up, &W.ffn_down};
+        add_pair(l, Target(t), -1, *mats[t]);
+        continue;
+      }
+      for (int e = 0; e < int(W.experts.size()); ++e) {
+        const forward::ExpertWeights& ew = W.experts[e];
+        const forward::Matrix& m = Target(t) == Target::kExpertGate ? ew.gate
+                                   : Target(t) == Target::kExpertUp ? ew.up
+                                                                    : ew.down;
+        add_pair(l, Target(t), e, m);
+      }
     }
     work_->rope.push_back(forward::make_rope_params(mc.rope_style, mc.layers[l].head_dim,
                                               mc.layers[l].n_rot, mc.layers[l].rope_theta,
@@ -173,7 +208,10 @@ LoraModel::LoraModel(const forward::Model& base, const LoraConfig& cfg)
     for (int l = 0; l < mc.n_layer; ++l) any = any || index_[l][int(t)] >= 0;
     TEMPER_CHECK(any, "LoRA target '", target_name(t), "' matches no projection of this model",
                  t == Target::kGate || t == Target::kUp || t == Target::kDown
-                     ? " (its MLPs are experts, which are not adapter targets yet)"
+                     ? " (its MLPs are experts: use expert_gate, expert_up, expert_down)"
+                 : is_expert_target(t)
+                     ? " (it has no experts stored one weight per expert; fused expert tensors"
+                       " are not adapter targets)"
                      : "");
   }
 }

@@ -26,13 +26,18 @@ namespace temper::train {
 // Registers `temper train` (train/cli.cpp).
 void add_train_command(CLI::App& app);
 
-// The projections an adapter can sit on, with PEFT's module names.
-enum class Target : uint8_t { kQ, kK, kV, kO, kGate, kUp, kDown };
-constexpr int kNumTargets = 7;
-std::string_view target_name(Target t);  // "q", "k", "v", "o", "gate", "up", "down"
-std::string_view target_hf_module(Target t);  // "self_attn.q_proj", ..., "mlp.down_proj"
+// The projections an adapter can sit on, with PEFT's module names. The expert targets are
+// opt-in: one adapter per expert of each MoE layer whose experts are separate weights
+// (Qwen 3 MoE's mlp.experts.N.gate_proj ...).
+enum class Target : uint8_t { kQ, kK, kV, kO, kGate, kUp, kDown, kExpertGate, kExpertUp, kExpertDown };
+constexpr int kNumTargets = 10;
+// "q", "k", "v", "o", "gate", "up", "down", "expert_gate", "expert_up", "expert_down"
+std::string_view target_name(Target t);
+// "self_attn.q_proj", ..., "mlp.down_proj"; experts: "mlp.experts.*.gate_proj" (see hf_module)
+std::string_view target_hf_module(Target t);
 std::optional<Target> target_from_name(std::string_view name);
-std::vector<Target> all_targets();
+std::vector<Target> all_targets();  // the seven dense projections (not the expert targets)
+bool is_expert_target(Target t);
 
 struct LoraConfig {
   int rank = 8;
@@ -69,9 +74,12 @@ Batch pack(const std::vector<Example>& examples);
 struct LoraPair {
   int layer = 0;
   Target target = Target::kQ;
+  int expert = -1;  // expert targets: which expert of the layer
   int64_t in = 0, out = 0;
   std::vector<float> a, b;     // (rank, in), (out, rank)
   std::vector<float> da, db;   // gradients, same shapes
+  // The module's HF name inside its layer: "self_attn.q_proj", "mlp.experts.3.gate_proj".
+  std::string hf_module() const;
 };
 
 // A frozen base with adapters. Throws Error naming the feature if the base uses one this slice
@@ -99,7 +107,9 @@ class LoraModel {
   const forward::Model& base_;
   LoraConfig cfg_;
   std::vector<LoraPair> pairs_;
-  std::vector<std::vector<int>> index_;  // [layer][target] -> pairs_ index or -1
+  // [layer][target] -> pairs_ index or -1; expert targets: the index of expert 0's pair, the
+  // layer's other experts follow in order.
+  std::vector<std::vector<int>> index_;
   std::unique_ptr<Work> work_;
   // Per pair: the HF row of each of the base's output rows, or empty when they agree. Llama
   // GGUFs store q/k rows permuted for llama.cpp's interleaved RoPE (rope_style kInterleaved);

@@ -34,10 +34,8 @@ std::vector<Target> parse_targets(const std::string& list) {
     const size_t comma = std::min(list.find(',', start), list.size());
     const std::string name = list.substr(start, comma - start);
     const auto t = target_from_name(name);
-    TEMPER_CHECK(t || !name.starts_with("expert_"), "--targets: '", name,
-                 "': adapters on MoE experts are not supported yet (valid: q, k, v, o, gate, up, "
-                 "down; on MoE layers gate, up and down exist only beside a dense MLP)");
-    TEMPER_CHECK(t, "--targets: unknown module '", name, "' (valid: q, k, v, o, gate, up, down)");
+    TEMPER_CHECK(t, "--targets: unknown module '", name,
+                 "' (valid: q, k, v, o, gate, up, down, expert_gate, expert_up, expert_down)");
     if (std::find(out.begin(), out.end(), *t) == out.end()) out.push_back(*t);
     start = comma + 1;
   }

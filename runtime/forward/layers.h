@@ -5,6 +5,7 @@
 // K = experts used per token, I = expert width.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "forward/weights.h"
@@ -47,13 +48,20 @@ Routing route_tokens(const float* router_logits,  // (T, E)
                      int64_t n_tokens, int n_expert, int n_used, bool renormalise,
                      const std::vector<float>& expert_scale);
 
+// Called after each expert projection with its input rows x (n, in) and output rows y
+// (n, out), so a caller can add to y (the trainer's expert adapters; the runtime passes none).
+enum class ExpertProj : uint8_t { kGate, kUp, kDown };
+using ExpertHook =
+    std::function<void(int expert, ExpertProj which, float* y, const float* x, int64_t n)>;
+
 // out = Σ_k weight_k · down_e(act(gate_e · x) ⊙ (up_e · x)) over each token's routed experts,
 // summed in routing order. Router logits come from `router_in`, experts read `expert_in`.
 void moe_forward(float* out,              // (T, H)
                  const float* router_in,  // (T, H)
                  const float* expert_in,  // (T, H)
                  const LayerWeights& w, const LayerConfig& layer, int64_t n_tokens, int d_model,
-                 Activation act, bool renormalise, std::vector<float>& scratch);
+                 Activation act, bool renormalise, std::vector<float>& scratch,
+                 const ExpertHook& hook = {});
 
 class Model;
 

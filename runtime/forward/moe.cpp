@@ -41,7 +41,7 @@ Routing route_tokens(const float* router_logits, int64_t n_tokens, int n_expert,
 
 void moe_forward(float* out, const float* router_in, const float* expert_in, const LayerWeights& w,
                  const LayerConfig& layer, int64_t n_tokens, int d_model, Activation act,
-                 bool renormalise, std::vector<float>& scratch) {
+                 bool renormalise, std::vector<float>& scratch, const ExpertHook& hook) {
   const int E = layer.n_expert, K = layer.n_expert_used, I = layer.d_ff_expert;
   std::vector<float> logits(size_t(n_tokens * E));
   matmul_forward(logits.data(), router_in, w.router, n_tokens, E, scratch);
@@ -75,9 +75,14 @@ void moe_forward(float* out, const float* router_in, const float* expert_in, con
       matmul_forward(gate.data(), xin.data(), ew.gate, n, I, scratch);
       matmul_forward(up.data(), xin.data(), ew.up, n, I, scratch);
     }
+    if (hook) {
+      hook(e, ExpertProj::kGate, gate.data(), xin.data(), n);
+      hook(e, ExpertProj::kUp, up.data(), xin.data(), n);
+    }
     glu_forward(gate.data(), gate.data(), up.data(), n * I, act);
     down.resize(size_t(n * d_model));
     matmul_forward(down.data(), gate.data(), ew.down, n, d_model, scratch);
+    if (hook) hook(e, ExpertProj::kDown, down.data(), gate.data(), n);
     for (int64_t j = 0; j < n; ++j) {
       const float wgt = r.weight[rows[j]];
       float* dst = &slot_out[rows[j] * d_model];

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <random>
 
+#include "core/error.h"
 #include "core/json.h"
 #include "formats/safetensors.h"
 #include "model/model_desc.h"
@@ -61,7 +62,7 @@ void check_against_torch(const Case& c, const test::TempDir& dir) {
   js["pairs"] = Json::array();
   std::string lora_bytes;
   for (const LoraPair& p : lora.pairs()) {
-    js["pairs"].push_back({{"layer", p.layer}, {"module", std::string(target_hf_module(p.target))}});
+    js["pairs"].push_back({{"layer", p.layer}, {"module", p.hf_module()}});
     lora_bytes.append(reinterpret_cast<const char*>(p.a.data()), p.a.size() * 4);
     lora_bytes.append(reinterpret_cast<const char*>(p.b.data()), p.b.size() * 4);
   }
@@ -98,16 +99,23 @@ void check_against_torch(const Case& c, const test::TempDir& dir) {
   // dropped dK/dV of a KV-sharing reader: 0.9; no gradient through the router: 0.05 .. 0.5).
   const double rel_bound = base->config().attn_scale == 1.0f ? 3e-4 : 1e-4;
   size_t off = 1;
+  size_t idle = 0;  // gradients of experts no token chose (zero in both)
   double worst = 0;
   for (const LoraPair& p : lora.pairs()) {
     for (const auto* g : {&p.da, &p.db}) {
-      const std::string what = "layer " + std::to_string(p.layer) + " " +
-                               std::string(target_name(p.target)) + (g == &p.da ? " dA" : " dB");
+      const std::string what = "layer " + std::to_string(p.layer) + " " + p.hf_module() +
+                               (g == &p.da ? " dA" : " dB");
       ASSERT_LE(off + g->size(), ref.size()) << what;
       double gmax = 0, err = 0;
       for (size_t i = 0; i < g->size(); ++i) {
         gmax = std::max(gmax, std::fabs(ref[off + i]));
         err = std::max(err, std::fabs(double((*g)[i]) - ref[off + i]));
+      }
+      if (gmax == 0 && p.expert >= 0) {  // an expert no token was routed to
+        for (float v : *g) EXPECT_EQ(v, 0.0f) << what << ": expert received no token";
+        ++idle;
+        off += g->size();
+        continue;
       }
       ASSERT_GT(gmax, 0) << what << " is zero in the reference";
       worst = std::max(worst, err / gmax);
@@ -116,6 +124,7 @@ void check_against_torch(const Case& c, const test::TempDir& dir) {
     }
   }
   EXPECT_EQ(off, ref.size());
+  EXPECT_LE(4 * idle, 2 * lora.pairs().size()) << "too few experts used to check anything";
   std::printf("worst gradient error / max|g|: %.3g over %zu adapters\n", worst,
               lora.pairs().size());
 }
@@ -153,6 +162,15 @@ TEST(LoraGrad, Qwen3MoeMatchesTorchAutograd) {
                       dir);
 }
 
+// Adapters on the experts too (opt-in expert_gate, expert_up, expert_down: one per expert).
+TEST(LoraGrad, Qwen3MoeExpertAdaptersMatchTorchAutograd) {
+  const test::TempDir dir;
+  check_against_torch({tiny_model(dir, "qwen3moe"), 4, 8.0f, false,
+                       {Target::kQ, Target::kO, Target::kExpertGate, Target::kExpertUp,
+                        Target::kExpertDown}},
+                      dir);
+}
+
 // 1 + w norms, sandwich norms, q/k norms, embedding scale, 5 sliding (window 16, shorter
 // than two of the examples) : 1 global layers, linear RoPE scaling, GELU, tied output.
 TEST(LoraGrad, Gemma3MatchesTorchAutograd) {
@@ -180,6 +198,26 @@ TEST(LoraGrad, Gemma4_31bMatchesTorchAutograd) {
 TEST(LoraGrad, Gemma4_26bA4bMatchesTorchAutograd) {
   const test::TempDir dir;
   check_against_torch({tiny_model(dir, "gemma4-26b-a4b"), 4, 8.0f, false}, dir);
+}
+
+// Targets a model does not have are refused, naming what to use instead.
+TEST(LoraTargets, MissingTargetsAreRefusedWithTheReason) {
+  const test::TempDir dir;
+  auto refusal = [&](const std::string& name, std::vector<Target> targets) {
+    auto src = SafetensorsModel::open(tiny_model(dir, name));
+    auto base = forward::Model::load(*src, load_hf_description(dir.path() + "/models/" + name));
+    try {
+      LoraModel lora(*base, {.rank = 4, .alpha = 8, .targets = targets});
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(refusal("qwen3moe", all_targets()).find("use expert_gate, expert_up, expert_down"),
+            std::string::npos);
+  EXPECT_NE(refusal("gemma4-26b-a4b", {Target::kExpertUp}).find("fused expert tensors"),
+            std::string::npos);
+  EXPECT_EQ(refusal("gemma4-26b-a4b", all_targets()), "");  // dense MLP beside the experts
 }
 
 }  // namespace
