@@ -8,15 +8,15 @@
 namespace temper::train {
 
 void add_train_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("train", "LoRA fine-tuning on the CPU (first slice: Llama-style models)");
+  auto* cmd = app.add_subcommand("train", "LoRA fine-tuning on the CPU (QLoRA on GGUF bases)");
   auto o = std::make_shared<TrainOptions>();
-  cmd->add_option("model", o->model, "Base model: Hugging Face folder or temper checkpoint (.h5)")->required();
+  cmd->add_option("model", o->model, "Base model: Hugging Face folder, temper checkpoint (.h5) or GGUF (trained in its stored type)")->required();
   cmd->add_option("--data", o->data, "Training data: .txt (chunks of --seq tokens) or .jsonl (messages, prompt/completion, Alpaca or text records)")->required();
   cmd->add_option("-o,--output", o->output, "Adapter file to write (.h5)")->required();
   cmd->add_option("--rank", o->rank, "LoRA rank")->capture_default_str();
   cmd->add_option("--alpha", o->alpha, "LoRA alpha (scale alpha/rank)")->capture_default_str();
   cmd->add_flag("--rslora", o->rslora, "Scale by alpha/sqrt(rank) (rsLoRA)");
-  cmd->add_option("--targets", o->targets, "Projections to adapt (q,k,v,o,gate,up,down)")->capture_default_str();
+  cmd->add_option("--targets", o->targets, "Projections to adapt (q,k,v,o,gate,up,down; MoE experts opt-in: expert_gate,expert_up,expert_down)")->capture_default_str();
   cmd->add_option("--lr", o->lr, "Peak learning rate (AdamW)")->capture_default_str();
   auto* steps = cmd->add_option("--steps", o->steps, "Optimiser steps (instead of --epochs; 0 writes the initial adapter)");
   cmd->add_option("--epochs", o->epochs, "Passes over the data (fractions allowed)")->capture_default_str()->excludes(steps);
