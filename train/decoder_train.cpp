@@ -39,6 +39,8 @@ const forward::Matrix& projection(const forward::LayerWeights& W, Target t) {
     case Target::kGate: return W.ffn_gate;
     case Target::kUp: return W.ffn_up;
     case Target::kDown: return W.ffn_down;
+    case Target::kExpertGate: case Target::kExpertUp: case Target::kExpertDown:
+      break;  // adapters on experts run inside the MoE block (ExpertAdapters)
   }
   return W.wq;
 }
@@ -94,12 +96,20 @@ double LoraModel::run(const Batch& batch, float grad_scale, bool backward) {
   for (auto* b : {&s.pg, &s.pa, &s.ple_l, &s.dp, &s.dpg, &s.dple}) b->resize(size_t(n * P));
   s.lse.resize(size_t(n * nh));
   s.du.resize(size_t(n * r));
-  for (auto* v : {&s.kc, &s.vc, &s.dkc, &s.dvc}) v->resize(size_t(cfg.n_layer));
+  // K/V slots: one per layer whose K/V other layers read (kept for the whole pass), slot 0
+  // shared by the layers only they read (rewritten by each, recomputed in the backward).
+  std::vector<int> slot(size_t(cfg.n_layer), 0);
+  std::vector<bool> donor(size_t(cfg.n_layer), false);
   for (int l = 0; l < cfg.n_layer; ++l)
-    if (kv_src(l) == l) {
-      const size_t sz = size_t(n) * cfg.layers[l].n_head_kv * cfg.layers[l].head_dim;
-      for (auto* v : {&s.kc, &s.vc, &s.dkc, &s.dvc}) (*v)[l].resize(sz);
-    }
+    if (kv_src(l) != l) donor[size_t(kv_src(l))] = true;
+  int n_slots = 1;
+  for (int l = 0; l < cfg.n_layer; ++l)
+    if (donor[size_t(l)]) slot[size_t(l)] = n_slots++;
+  for (int l = 0; l < cfg.n_layer; ++l) slot[size_t(l)] = slot[size_t(kv_src(l))];
+  for (auto* v : {&s.kc, &s.vc, &s.dkc, &s.dvc}) {
+    v->resize(size_t(n_slots));
+    for (auto& b : *v) b.resize(size_t(n * kvd));
+  }
 
   // B in the base's row order where it differs from HF's.
   s.b_base.resize(pairs_.size());
@@ -202,15 +212,18 @@ double LoraModel::run(const Batch& batch, float grad_scale, bool backward) {
         project(l, Target::kV, s.v_raw.data(), s.h1.data());
       else  // k_eq_v: V is the raw K projection, before k_norm and RoPE
         std::copy_n(s.k_raw.data(), n * lkvd, s.v_raw.data());
-      maybe_norm(s.kc[l].data(), s.k_raw.data(), W.k_norm, n * NKV, HD);
-      forward::rope_forward(s.kc[l].data(), pos, n, NKV, lkvd, s.rope[l]);
+      float* kc = s.kc[size_t(slot[l])].data();
+      float* vc = s.vc[size_t(slot[l])].data();
+      maybe_norm(kc, s.k_raw.data(), W.k_norm, n * NKV, HD);
+      forward::rope_forward(kc, pos, n, NKV, lkvd, s.rope[l]);
       if (cfg.v_norm)
-        forward::rmsnorm_forward(s.vc[l].data(), s.v_raw.data(), nullptr, 0, n * NKV, HD, eps);
+        forward::rmsnorm_forward(vc, s.v_raw.data(), nullptr, 0, n * NKV, HD, eps);
       else
-        std::copy_n(s.v_raw.data(), n * lkvd, s.vc[l].data());
+        std::copy_n(s.v_raw.data(), n * lkvd, vc);
     }
-    forward::attention_forward_masked(s.att.data(), s.lse.data(), s.q.data(), s.kc[src].data(),
-                                      s.vc[src].data(), first_key, n, 0, NH, NKV, HD, L.window,
+    forward::attention_forward_masked(s.att.data(), s.lse.data(), s.q.data(),
+                                      s.kc[size_t(slot[l])].data(),
+                                      s.vc[size_t(slot[l])].data(), first_key, n, 0, NH, NKV, HD, L.window,
                                       attn_scale(L));
     project(l, Target::kO, s.a_raw.data(), s.att.data());
     maybe_norm(s.tmp.data(), s.a_raw.data(), W.post_attn_norm, n, H);
@@ -315,17 +328,22 @@ double LoraModel::run(const Batch& batch, float grad_scale, bool backward) {
     maybe_norm_back(s.dt.data(), s.dx2.data(), s.a_raw.data(), W.post_attn_norm, n, H, false);
     project_back(l, Target::kO, s.datt.data(), s.dt.data(), s.att.data(), false);
     attention_backward(s.dq.data(), s.dk.data(), s.dv.data(), s.datt.data(), s.q.data(),
-                       s.kc[src].data(), s.vc[src].data(), s.att.data(), s.lse.data(), first_key,
+                       s.kc[size_t(slot[l])].data(), s.vc[size_t(slot[l])].data(), s.att.data(),
+                       s.lse.data(), first_key,
                        n, NH, NKV, HD, L.window, attn_scale(L));
-    add(s.dkc[src].data(), s.dk.data(), n * lkvd);
-    add(s.dvc[src].data(), s.dv.data(), n * lkvd);
+    float* dkc = s.dkc[size_t(slot[l])].data();
+    float* dvc = s.dvc[size_t(slot[l])].data();
+    if (!donor[size_t(src)]) {  // no other layer adds into this layer's K/V gradient
+      std::fill(dkc, dkc + n * lkvd, 0.0f);
+      std::fill(dvc, dvc + n * lkvd, 0.0f);
+    }
+    add(dkc, s.dk.data(), n * lkvd);
+    add(dvc, s.dv.data(), n * lkvd);
     rope_backward(s.dq.data(), pos, n, NH, lqd, s.rope[l]);
     // dq_raw into datt (free now)
     maybe_norm_back(s.datt.data(), s.dq.data(), s.q_raw.data(), W.q_norm, n * NH, HD, false);
     project_back(l, Target::kQ, s.dh.data(), s.datt.data(), s.h1.data(), false);
     if (src == l) {  // every reader of this layer's K/V has added its gradient by now
-      float* dkc = s.dkc[l].data();
-      float* dvc = s.dvc[l].data();
       rope_backward(dkc, pos, n, NKV, lkvd, s.rope[l]);
       maybe_norm_back(s.dk.data(), dkc, s.k_raw.data(), W.k_norm, n * NKV, HD, false);
       if (cfg.v_norm) {
@@ -363,11 +381,8 @@ double LoraModel::run(const Batch& batch, float grad_scale, bool backward) {
   if (!backward) return loss;
   std::fill(s.dx.begin(), s.dx.end(), 0.0f);
   rmsnorm_backward(s.dx.data(), s.dh.data(), x_last, w.output_norm.data(), off, n, H, eps);
-  for (int l = 0; l < cfg.n_layer; ++l)
-    if (kv_src(l) == l) {
-      std::fill(s.dkc[l].begin(), s.dkc[l].end(), 0.0f);
-      std::fill(s.dvc[l].begin(), s.dvc[l].end(), 0.0f);
-    }
+  for (auto* v : {&s.dkc, &s.dvc})
+    for (auto& b : *v) std::fill(b.begin(), b.end(), 0.0f);
   for (int l = cfg.n_layer - 1; l >= 0; --l) {
     // Recompute the layer (fills h1 ... pp, u and its own kc/vc; rewrites layer_in[l + 1]
     // with the same values).

@@ -12,9 +12,9 @@ namespace temper::train {
 struct LoraModel::Work {
   std::vector<forward::RopeParams> rope;     // per layer
   std::vector<std::vector<float>> layer_in;  // per layer: (n, H)
-  // Per layer owning K/V: its normed, rotated K and V (n, NKV*HD), kept for the whole pass
-  // because later layers may read them (KV sharing), and their gradients, which every reader
-  // adds into before the owner's own backward runs.
+  // Normed, rotated K and V (n, NKV*HD) and their gradients, per slot: one slot per layer
+  // whose K/V later layers read (KV sharing; kept for the whole pass, every reader adds into
+  // its gradient before the owner's own backward runs), slot 0 for all other layers.
   std::vector<std::vector<float>> kc, vc, dkc, dvc;
   std::vector<float> ple, ple_tok, ple_l;  // per-layer embedding inputs (n, L*P), one layer's
   // One layer's activations (recomputed in the backward); names follow decoder_train.cpp.
