@@ -83,7 +83,9 @@ TEST(QLora, F32GgufGivesTheHfGradients) {
     r = test::run_temper("quantize " + hf + " -t F32 -o " + gguf);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     std::vector<Target> targets = all_targets();
-    if (name == "qwen3moe") targets = {Target::kQ, Target::kK, Target::kV, Target::kO};
+    if (name == "qwen3moe")  // llama.cpp stacks the experts; adapters stay one per expert
+      targets = {Target::kQ, Target::kK, Target::kV, Target::kO, Target::kExpertGate,
+                 Target::kExpertUp, Target::kExpertDown};
     const Grads a = grads_on(hf, targets), b = grads_on(gguf, targets);
     // Same values, same kernels; what differs is the order of a few fp32 sums (RoPE pairs
     // (2j, 2j+1) instead of (j, j + HD/2) inside q·k, norms with 1 + w folded in, the exact
@@ -101,7 +103,10 @@ TEST(QLora, F32GgufGivesTheHfGradients) {
         gmax = std::max(gmax, double(std::fabs(a.g[i][j])));
         err = std::max(err, double(std::fabs(a.g[i][j] - b.g[i][j])));
       }
-      ASSERT_GT(gmax, 0);
+      if (gmax == 0) {  // an expert no token was routed to: zero on both bases
+        EXPECT_EQ(err, 0) << "pair " << i / 2;
+        continue;
+      }
       worst = std::max(worst, err / gmax);
       EXPECT_LE(err, 2e-5 * gmax) << "pair " << i / 2 << (i % 2 ? " dB" : " dA");
     }
