@@ -197,8 +197,9 @@ void run_train(const TrainOptions& o) {
       // The adapters are still those after the last good step: nothing of this step is
       // applied, and the last checkpoint (if any) is left as it is.
       bar.finish();
+      const double bad = std::isfinite(loss) ? norm : loss;
       fail("step ", step + 1, ": the ", std::isfinite(loss) ? "gradient norm" : "loss", " is ",
-           std::isfinite(loss) ? norm : loss, "; stopping, no adapter written (",
+           std::isnan(bad) ? "NaN" : bad > 0 ? "+Inf" : "-Inf", "; stopping, no adapter written (",
            last_saved >= 0 ? cat("the last good checkpoint is ", ckpt, " at step ", last_saved)
                            : std::string("no checkpoint saved: see --save-every"),
            "; a lower --lr may help)");

@@ -2,7 +2,8 @@
 // step and resumed from its last checkpoint writes an adapter bit-identical to an
 // uninterrupted run's; a checkpoint of another run (hyper-parameter, data, base weights) is
 // refused naming the difference; a checkpoint write that fails (file size limit, standing in
-// for a full disk) leaves the previous checkpoint as it was.
+// for a full disk) leaves the previous checkpoint as it was; a NaN loss stops the run keeping
+// the last good checkpoint.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -157,6 +158,29 @@ TEST(TrainResume, AFailedCheckpointWriteLeavesThePreviousOneIntact) {
   EXPECT_NE(f.err.find("the previous checkpoint (step 6) is intact"), std::string::npos) << f.err;
   EXPECT_EQ(test::read_file(dir / "a.ckpt.h5"), before);
   EXPECT_EQ(test::run_shell("ls " + dir.path()).out, "a.ckpt.h5\na.h5\ndata.jsonl\n");
+}
+
+// A NaN/Inf loss or gradient (here from an absurd learning rate: after step 1 every adapter
+// element is ~1e30, so step 2 overflows) stops the run with a non-zero exit naming the step;
+// no adapter is written and the checkpoint of the last good step (1) stays, finite.
+TEST(TrainResume, ANanLossStopsAndKeepsTheLastGoodCheckpoint) {
+  const test::TempDir dir;
+  const std::string data = write_data(dir);
+  const auto r = test::run_temper(
+      with(with(train_args(model_dir(), data, dir / "a.h5", 6), "--lr", "1e30"), "--warmup", "0") +
+      " --save-every 1");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("step 2: the "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(" is NaN; stopping"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("the last good checkpoint is " + dir / "a.ckpt.h5" + " at step 1"),
+            std::string::npos) << r.err;
+  EXPECT_NE(test::run_shell("test -e " + dir / "a.h5").exit_code, 0);
+  const auto check = test::run_shell(
+      std::string(TEMPER_PYTHON) +
+      " -c \"import h5py,sys,numpy as np; f=h5py.File(sys.argv[1]); a=f['adapters']; "
+      "print(int(f['checkpoint'].attrs['step']), all(np.isfinite(a[k][()]).all() for k in a))\" " +
+      dir / "a.ckpt.h5");
+  EXPECT_EQ(check.out, "1 True\n") << check.err;
 }
 
 }  // namespace
