@@ -22,6 +22,7 @@
 #include "train/adapter_file.h"
 #include "train/checkpoint.h"
 #include "train/data.h"
+#include "train/estimate.h"
 #include "train/optimizer.h"
 #include "train/train.h"
 
@@ -136,6 +137,15 @@ void run_train(const TrainOptions& o) {
     cgrads.emplace_back(p.db);
   }
 
+  const TrainCost cost = estimate_train_cost(opened.desc.config, *opened.tensors, lora, o.batch,
+                                             o.grad_accum, o.seq);
+  if (o.dry_run) {
+    const std::string text = cat(total, " steps of ", per_step, " examples\n", describe_cost(cost));
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+    return;
+  }
+
   // Identity of this run, recorded in the adapter and checked on --resume.
   const AdapterProvenance prov{.base_path = o.model,
                                .config_sha256 = base_config_sha256(opened.desc),
@@ -170,7 +180,7 @@ void run_train(const TrainOptions& o) {
   bar.set(uint64_t(state.step));
   size_t next = size_t(state.next_example);  // next example, in file order, wrapping around
   const auto t0 = std::chrono::steady_clock::now();
-  const int64_t tokens_at_start = state.tokens_seen;
+  const int64_t tokens_at_start = state.tokens_seen, steps_at_start = state.step;
   int64_t last_saved = o.resume.empty() ? -1 : state.step;
   for (int64_t step = state.step; step < total; ++step) {
     std::vector<Batch> micro;
@@ -253,6 +263,14 @@ void run_train(const TrainOptions& o) {
   }
   write_adapter(o.output, o.overwrite, lora, opened.desc, prov);
   info("wrote ", o.output);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (state.step > steps_at_start) {
+    const double tokens_per_s = double(state.tokens_seen - tokens_at_start) / secs;
+    const double est_tokens_per_s = double(cost.tokens_per_step) / cost.seconds_per_step;
+    info("tokens/s: measured ", std::lround(tokens_per_s), ", estimated ",
+         std::lround(est_tokens_per_s), "; peak RSS: measured ", human_bytes(peak_rss_bytes()),
+         ", estimated ", human_bytes(cost.peak_rss_bytes));
+  }
 }
 
 std::string checkpoint_path(const TrainOptions& o) {
