@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/file.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "core/threads.h"
@@ -23,6 +24,7 @@
 #include "train/checkpoint.h"
 #include "train/data.h"
 #include "train/estimate.h"
+#include "train/loss_curve.h"
 #include "train/optimizer.h"
 #include "train/train.h"
 
@@ -249,7 +251,11 @@ void run_train(const TrainOptions& o) {
       }
       last_saved = step + 1;
     }
-    bar.set_label(cat("train loss ", loss));
+    char label[96];
+    const int used = std::snprintf(label, sizeof label, "train loss %.4f", loss);
+    if (!state.curve.val_loss.empty())
+      std::snprintf(label + used, sizeof label - size_t(used), " val %.4f", state.curve.val_loss.back());
+    bar.set_label(cat(label, " ", std::lround(tokens_per_s), " tok/s"));
     bar.set(uint64_t(step + 1));
   }
   bar.finish();
@@ -263,6 +269,16 @@ void run_train(const TrainOptions& o) {
   }
   write_adapter(o.output, o.overwrite, lora, opened.desc, prov);
   info("wrote ", o.output);
+  {  // The loss curve beside it (replaced with the adapter: --force already allowed that).
+    const std::string page_path = loss_curve_path(o.output);
+    const std::string inputs[] = {o.model, o.data};
+    AtomicOutput page(page_path, /*overwrite=*/true, inputs);
+    const std::string page_text =
+        loss_curve_html(state.curve, std::filesystem::path(o.output).filename().string());
+    page.write(page_text.data(), page_text.size());
+    page.commit();
+    info("wrote ", page_path, " (loss curve)");
+  }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (state.step > steps_at_start) {
     const double tokens_per_s = double(state.tokens_seen - tokens_at_start) / secs;
