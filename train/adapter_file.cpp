@@ -2,8 +2,10 @@
 // through the runtime's RAII helpers.
 #include "train/adapter_file.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <mutex>
+#include <type_traits>
 
 #include "core/file.h"
 #include "core/sha256.h"
@@ -15,9 +17,14 @@ namespace {
 
 constexpr int32_t kAdapterFormatVersion = 1;
 
-// A 2-D little-endian f32 dataset (rows, cols) named `name` under `loc`.
-void write_matrix(const h5::Ctx& c, hid_t loc, const std::string& name, const float* data,
-                  int64_t rows, int64_t cols) {
+void write_attr_string(const h5::Ctx& c, hid_t loc, const char* name, const std::string& v) {
+  h5::write_string(c, loc, name, true, v);
+}
+
+}  // namespace
+
+void write_f32_matrix(const h5::Ctx& c, int64_t loc, const std::string& name, const float* data,
+                      int64_t rows, int64_t cols) {
   const hsize_t dims[2] = {hsize_t(rows), hsize_t(cols)};
   h5::Id space(c.check(H5Screate_simple(2, dims, nullptr), name, "cannot create dataspace"),
                H5Sclose);
@@ -30,16 +37,48 @@ void write_matrix(const h5::Ctx& c, hid_t loc, const std::string& name, const fl
   c.check_status(ds.close_checked(), name, "cannot close dataset");
 }
 
-void write_attr_string(const h5::Ctx& c, hid_t loc, const char* name, const std::string& v) {
-  h5::write_string(c, loc, name, true, v);
+std::string adapter_dataset_name(const LoraPair& p, bool is_b) {
+  return "model.layers." + std::to_string(p.layer) + "." + p.hf_module() + (is_b ? ".lora_B" : ".lora_A");
 }
 
-}  // namespace
+static_assert(std::is_same_v<hid_t, int64_t>, "ExtraWriter passes the file id as int64_t");
+
+std::string base_config_sha256(const ModelDescription& base) {
+  // Checkpoints carry the hash of the config.json they were converted from; HF folders get it
+  // from the file as read.
+  return base.provenance.config_sha256.empty() ? sha256_hex(base.config_json)
+                                               : base.provenance.config_sha256;
+}
+
+std::string base_tensors_fingerprint(const TensorSource& tensors) {
+  constexpr uint64_t kPiece = 64 << 10;
+  std::vector<const TensorInfo*> order;
+  for (const TensorInfo& t : tensors.tensors()) order.push_back(&t);
+  std::sort(order.begin(), order.end(),
+            [](const TensorInfo* a, const TensorInfo* b) { return a->name < b->name; });
+  Sha256 h;
+  std::vector<uint8_t> scratch;
+  for (const TensorInfo* t : order) {
+    std::string head = t->name + '\0' + std::string(dtype_name(t->dtype)) + '\0';
+    for (int64_t d : t->shape) head += std::to_string(d) + ',';
+    head += '\0';
+    h.update(head.data(), head.size());
+    const std::span<const uint8_t> bytes = tensors.read(*t, scratch);
+    if (bytes.size() <= 3 * kPiece) {
+      h.update(bytes.data(), bytes.size());
+    } else {
+      for (uint64_t at : {uint64_t(0), (bytes.size() - kPiece) / 2, bytes.size() - kPiece})
+        h.update(bytes.data() + at, kPiece);
+    }
+    tensors.release(*t);
+  }
+  return h.hex_digest();
+}
 
 void write_adapter(const std::string& path, bool overwrite, const LoraModel& model,
-                   const ModelDescription& base, const std::string& base_path,
-                   const std::string& training_args_json) {
-  const std::string inputs[] = {base_path};
+                   const ModelDescription& base, const AdapterProvenance& prov,
+                   const ExtraWriter& extra) {
+  const std::string inputs[] = {prov.base_path};
   AtomicOutput out(path, overwrite, inputs);
   std::lock_guard lock(h5::library_mutex());
   h5::init_library();
@@ -65,20 +104,17 @@ void write_adapter(const std::string& path, bool overwrite, const LoraModel& mod
   write_attr_string(c, root, "targets", targets);
   write_attr_string(c, root, "base_arch", base.config.arch);
   write_attr_string(c, root, "base_hf_architecture", base.config.hf_architecture);
-  // Checkpoints carry the hash of the config.json they were converted from; HF folders get it
-  // from the file as read.
-  std::string config_sha = base.provenance.config_sha256;
-  if (config_sha.empty()) config_sha = sha256_hex(base.config_json);
-  write_attr_string(c, root, "base_config_sha256", config_sha);
-  write_attr_string(c, root, "training_args", training_args_json);
+  write_attr_string(c, root, "base_config_sha256", prov.config_sha256);
+  write_attr_string(c, root, "base_tensors_sha256", prov.tensors_sha256);
+  write_attr_string(c, root, "base_path", prov.base_path);
+  write_attr_string(c, root, "training_args", prov.training_args_json);
   h5::Id group = h5::create_group(c, root, "adapters", /*track_order=*/true);
   for (const LoraPair& p : model.pairs()) {
-    const std::string module =
-        "model.layers." + std::to_string(p.layer) + "." + p.hf_module();
-    write_matrix(c, group.get(), module + ".lora_A", p.a.data(), cfg.rank, p.in);
-    write_matrix(c, group.get(), module + ".lora_B", p.b.data(), p.out, cfg.rank);
+    write_f32_matrix(c, group.get(), adapter_dataset_name(p, false), p.a.data(), cfg.rank, p.in);
+    write_f32_matrix(c, group.get(), adapter_dataset_name(p, true), p.b.data(), p.out, cfg.rank);
   }
   c.check_status(group.close_checked(), "/adapters", "cannot close group");
+  if (extra) extra(c, root);
   c.check_status(file.close_checked(), "/", "cannot flush and close the file");
   out.commit();
 }

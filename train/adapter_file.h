@@ -1,19 +1,53 @@
 // The adapter file temper train writes (.h5; layout in docs/adapter-format.md): PEFT's
 // lora_A / lora_B of every adapted projection under its HF module name, plus rank, alpha,
-// rsLoRA, targets, the base model's identity and the training arguments.
+// rsLoRA, targets, the base model's identity and the training arguments. A training
+// checkpoint (checkpoint.h) is the same file with a /checkpoint group added.
 #pragma once
+#include <cstdint>
+#include <functional>
 #include <string>
 
+#include "formats/tensor_source.h"
 #include "model/model_desc.h"
 #include "train/train.h"
 
+namespace temper::h5 {
+class Ctx;
+}
+
 namespace temper::train {
 
+// What the adapter file records about where it came from.
+struct AdapterProvenance {
+  std::string base_path;           // the base model as given (never overwritten)
+  std::string config_sha256;       // base_config_sha256()
+  std::string tensors_sha256;      // base_tensors_fingerprint()
+  std::string training_args_json;  // the `temper train` options as a JSON object
+};
+
+// SHA-256 of the base's config.json (for a temper checkpoint: of the one it was converted from).
+std::string base_config_sha256(const ModelDescription& base);
+// SHA-256 over every tensor of the base in name order: its name, dtype, shape and bytes, of
+// which at most 3 × 64 KiB are read (start, middle, end) so that a 10 GB base costs
+// milliseconds, not a full pass. Tells apart two bases with the same config.json and
+// different weights (a fine-tune of the same architecture) without hashing every byte.
+std::string base_tensors_fingerprint(const TensorSource& tensors);
+
+// A 2-D little-endian f32 dataset (rows, cols) named `name` under `loc` (adapters, moments).
+void write_f32_matrix(const h5::Ctx& c, int64_t loc, const std::string& name, const float* data,
+                      int64_t rows, int64_t cols);
+// The dataset name of a pair's A or B: "model.layers.{L}.{module}.lora_A" / "lora_B".
+std::string adapter_dataset_name(const LoraPair& p, bool is_b);
+
+// Adds objects to the file before it is closed (the checkpoint's /checkpoint group); `root`
+// is the HDF5 file id.
+using ExtraWriter = std::function<void(const h5::Ctx& c, int64_t root)>;
+
 // Writes through a temporary file renamed into place when complete; refuses to overwrite an
-// existing file unless `overwrite`, and never overwrites `base_path`. Throws Error naming the
-// file on failure (nothing is left behind).
+// existing file unless `overwrite`, and never overwrites the base. Throws Error naming the
+// file on failure (nothing is left behind, an existing file stays as it was).
 void write_adapter(const std::string& path, bool overwrite, const LoraModel& model,
-                   const ModelDescription& base, const std::string& base_path,
-                   const std::string& training_args_json);
+                   const ModelDescription& base, const AdapterProvenance& provenance,
+                   const ExtraWriter& extra = {});
 
 }  // namespace temper::train

@@ -35,7 +35,11 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--val-split", o->val_split, "Hold out this fraction of --data for validation")->excludes(val);
   cmd->add_option("--val-every", o->val_every, "Validation loss every N steps (always at the end)");
   cmd->add_option("--preview", o->preview, "Print N examples with the trained tokens marked and exit (no training)");
+  cmd->add_flag("--dry-run", o->dry_run, "Print the estimated peak RAM, time per step and trainable parameters, and exit (no training)");
   cmd->add_flag("--force", o->overwrite, "Overwrite the output file");
+  cmd->add_option("--save-every", o->save_every, "Write a checkpoint every N steps (atomically, replacing the previous one)");
+  cmd->add_option("--checkpoint", o->checkpoint, "Checkpoint file (default: the output with .ckpt.h5)");
+  cmd->add_option("--resume", o->resume, "Continue from a checkpoint (same base, data and hyper-parameters; bit-identical to an uninterrupted run at the same --threads)");
   cmd->callback([o] {
     if (o->json) set_log_level(LogLevel::kQuiet);
     run_train(*o);

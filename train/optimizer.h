@@ -24,6 +24,11 @@ class AdamW {
   void step(std::span<const std::span<float>> params, std::span<const std::span<const float>> grads,
             double lr);
   int64_t steps() const { return t_; }
+  // The state a training checkpoint saves and --resume restores (train/checkpoint.cpp): one
+  // moment vector per parameter tensor, in constructor order, and the step count t.
+  std::vector<std::vector<float>>& first_moments() { return m_; }
+  std::vector<std::vector<float>>& second_moments() { return v_; }
+  void set_steps(int64_t t) { t_ = t; }
 
  private:
   AdamWConfig cfg_;

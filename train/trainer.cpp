@@ -14,12 +14,17 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/file.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/threads.h"
 #include "model/open_model.h"
 #include "tokenizer/tokenizer.h"
 #include "train/adapter_file.h"
+#include "train/checkpoint.h"
 #include "train/data.h"
+#include "train/estimate.h"
+#include "train/loss_curve.h"
 #include "train/optimizer.h"
 #include "train/train.h"
 
@@ -126,9 +131,6 @@ void run_train(const TrainOptions& o) {
     sizes.push_back(p.b.size());
     n_params += int64_t(p.a.size() + p.b.size());
   }
-  info("training ", n_params, " adapter parameters (", lora.pairs().size(), " adapters, rank ",
-       o.rank, ") on ", examples.size(), " examples; ", total,
-       " steps of ", per_step, " examples");
   AdamW opt(sizes, {.weight_decay = o.weight_decay});
   std::vector<std::span<float>> params, grads;
   std::vector<std::span<const float>> cgrads;
@@ -141,11 +143,52 @@ void run_train(const TrainOptions& o) {
     cgrads.emplace_back(p.db);
   }
 
+  const TrainCost cost = estimate_train_cost(opened.desc.config, *opened.tensors, lora, o.batch,
+                                             o.grad_accum, o.seq);
+  if (o.dry_run) {
+    const std::string text = cat(total, " steps of ", per_step, " examples\n", describe_cost(cost));
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+    return;
+  }
+
+  // Identity of this run, recorded in the adapter and checked on --resume.
+  const AdapterProvenance prov{.base_path = o.model,
+                               .config_sha256 = base_config_sha256(opened.desc),
+                               .tensors_sha256 = base_tensors_fingerprint(*opened.tensors),
+                               .training_args_json = options_json(o).dump()};
+  const RunIdentity identity{
+      .base_config_sha256 = prov.config_sha256,
+      .base_tensors_sha256 = prov.tensors_sha256,
+      .data_sha256 = file_sha256(o.data) + (o.val.empty() ? "" : "+" + file_sha256(o.val)),
+      .training_args = options_json(o)};
+  TrainState state;
+  state.threads = num_threads();
+  if (!o.resume.empty()) {
+    read_checkpoint(o.resume, lora, opt, state, identity);
+    TEMPER_CHECK(state.step <= total, "--resume ", o.resume, ": the checkpoint is at step ",
+                 state.step, ", past this run's ", total, " steps");
+    TEMPER_CHECK(state.next_example < int64_t(examples.size()), "--resume ", o.resume,
+                 ": data position ", state.next_example, " is outside the ", examples.size(),
+                 " examples");
+    if (state.threads != num_threads())
+      warn("--resume: the checkpoint ran with ", state.threads, " threads, this run with ",
+           num_threads(), ": the adapter will not be bit-identical to an uninterrupted run");
+    info("resuming from ", o.resume, " at step ", state.step, " of ", total);
+    state.threads = num_threads();
+  }
+  const std::string ckpt = checkpoint_path(o);
+  info("training ", n_params, " adapter parameters (", lora.pairs().size(), " adapters, rank ",
+       o.rank, ") on ", examples.size(), " examples; ", total,
+       " steps of ", per_step, " examples");
+
   Progress bar("train", uint64_t(total), false);
-  size_t next = 0;  // next example, in file order, wrapping around
+  bar.set(uint64_t(state.step));
+  size_t next = size_t(state.next_example);  // next example, in file order, wrapping around
   const auto t0 = std::chrono::steady_clock::now();
-  int64_t tokens_seen = 0;
-  for (int64_t step = 0; step < total; ++step) {
+  const int64_t tokens_at_start = state.tokens_seen, steps_at_start = state.step;
+  int64_t last_saved = o.resume.empty() ? -1 : state.step;
+  for (int64_t step = state.step; step < total; ++step) {
     std::vector<Batch> micro;
     int64_t n_trained = 0;
     for (int a = 0; a < o.grad_accum; ++a) {
@@ -162,28 +205,61 @@ void run_train(const TrainOptions& o) {
     double loss_sum = 0;
     for (const Batch& b : micro) {
       loss_sum += lora.forward_backward(b, float(1.0 / double(n_trained)));
-      tokens_seen += int64_t(b.tokens.size());
+      state.tokens_seen += int64_t(b.tokens.size());
     }
     const double loss = loss_sum / double(n_trained);
-    TEMPER_CHECK(std::isfinite(loss), "step ", step + 1, ": the loss is ", loss,
-                 "; stopping (no adapter written)");
     const double norm = clip_grad_norm(grads, o.clip);
+    if (!std::isfinite(loss) || !std::isfinite(norm)) {
+      // The adapters are still those after the last good step: nothing of this step is
+      // applied, and the last checkpoint (if any) is left as it is.
+      bar.finish();
+      const double bad = std::isfinite(loss) ? norm : loss;
+      fail("step ", step + 1, ": the ", std::isfinite(loss) ? "gradient norm" : "loss", " is ",
+           std::isnan(bad) ? "NaN" : bad > 0 ? "+Inf" : "-Inf", "; stopping, no adapter written (",
+           last_saved >= 0 ? cat("the last good checkpoint is ", ckpt, " at step ", last_saved)
+                           : std::string("no checkpoint saved: see --save-every"),
+           "; a lower --lr may help)");
+    }
     const double lr = learning_rate(schedule, o.lr, step, o.warmup, total);
     opt.step(params, cgrads, lr);
+    state.step = step + 1;
+    state.next_example = int64_t(next);
+    state.curve.step.push_back(step + 1);
+    state.curve.loss.push_back(loss);
     const double secs =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double tokens_per_s = double(state.tokens_seen - tokens_at_start) / secs;
     const bool validate = !val_examples.empty() &&
                           (step + 1 == total || (o.val_every > 0 && (step + 1) % o.val_every == 0));
     const double val_loss = validate ? validation_loss(lora, val_examples) : NAN;
-    if (validate) info("step ", step + 1, ": validation loss ", val_loss);
+    if (validate) {
+      state.curve.val_step.push_back(step + 1);
+      state.curve.val_loss.push_back(val_loss);
+      if (!bar.visible()) info("step ", step + 1, ": validation loss ", val_loss);
+    }
     if (o.json) {
       Json line = {{"step", step + 1}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm},
-                   {"trained_tokens", n_trained}, {"tokens_per_s", tokens_seen / secs}};
+                   {"trained_tokens", n_trained}, {"tokens_per_s", tokens_per_s}};
       if (validate) line["val_loss"] = val_loss;
       std::printf("%s\n", line.dump().c_str());
       std::fflush(stdout);
     }
-    bar.set_label(cat("train loss ", loss));
+    if (o.save_every > 0 && (step + 1) % o.save_every == 0) {
+      try {
+        write_checkpoint(ckpt, lora, opt, state, opened.desc, prov, identity);
+      } catch (const Error& e) {
+        bar.finish();
+        fail(e.what(), "; step ", step + 1, " not saved, ",
+             last_saved >= 0 ? cat("the previous checkpoint (step ", last_saved, ") is intact")
+                             : std::string("no earlier checkpoint"));
+      }
+      last_saved = step + 1;
+    }
+    char label[96];
+    const int used = std::snprintf(label, sizeof label, "train loss %.4f", loss);
+    if (!state.curve.val_loss.empty())
+      std::snprintf(label + used, sizeof label - size_t(used), " val %.4f", state.curve.val_loss.back());
+    bar.set_label(cat(label, " ", std::lround(tokens_per_s), " tok/s"));
     bar.set(uint64_t(step + 1));
   }
   bar.finish();
@@ -195,8 +271,34 @@ void run_train(const TrainOptions& o) {
       std::fflush(stdout);
     }
   }
-  write_adapter(o.output, o.overwrite, lora, opened.desc, o.model, options_json(o).dump());
+  write_adapter(o.output, o.overwrite, lora, opened.desc, prov);
   info("wrote ", o.output);
+  {  // The loss curve beside it (replaced with the adapter: --force already allowed that).
+    const std::string page_path = loss_curve_path(o.output);
+    const std::string inputs[] = {o.model, o.data};
+    AtomicOutput page(page_path, /*overwrite=*/true, inputs);
+    const std::string page_text =
+        loss_curve_html(state.curve, std::filesystem::path(o.output).filename().string());
+    page.write(page_text.data(), page_text.size());
+    page.commit();
+    info("wrote ", page_path, " (loss curve)");
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (state.step > steps_at_start) {
+    const double tokens_per_s = double(state.tokens_seen - tokens_at_start) / secs;
+    const double est_tokens_per_s = double(cost.tokens_per_step) / cost.seconds_per_step;
+    info("tokens/s: measured ", std::lround(tokens_per_s), ", estimated ",
+         std::lround(est_tokens_per_s), "; peak RSS: measured ", human_bytes(peak_rss_bytes()),
+         ", estimated ", human_bytes(cost.peak_rss_bytes));
+  }
+}
+
+std::string checkpoint_path(const TrainOptions& o) {
+  if (!o.checkpoint.empty()) return o.checkpoint;
+  const std::string& out = o.output;
+  if (out.size() > 3 && out.compare(out.size() - 3, 3, ".h5") == 0)
+    return out.substr(0, out.size() - 3) + ".ckpt.h5";
+  return out + ".ckpt.h5";
 }
 
 }  // namespace temper::train

@@ -30,7 +30,14 @@ struct TrainOptions {
   int64_t val_every = 0;   // > 0: validation loss every N steps (and always at the end)
   int preview = 0;         // > 0: print this many examples with the trained tokens marked, exit
   bool overwrite = false;
+  int64_t save_every = 0;  // > 0: write a checkpoint every N optimiser steps
+  std::string checkpoint;  // its path ("" = the output with .ckpt.h5 for .h5)
+  std::string resume;      // checkpoint to continue from ("" = start afresh)
+  bool dry_run = false;    // print the estimated RAM, time per step and trainable parameters, exit
 };
+
+// The checkpoint path of `o`: o.checkpoint, or o.output with ".h5" replaced by ".ckpt.h5".
+std::string checkpoint_path(const TrainOptions& o);
 
 // Trains and writes options.output. Throws Error naming the file/option at fault.
 void run_train(const TrainOptions& o);
