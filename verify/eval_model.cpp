@@ -1,10 +1,15 @@
 // Opening a model for eval/compare/generate, from any format open_model() accepts.
 #include "eval_model.h"
 
+#include <cmath>
+#include <cstdlib>
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/escape.h"
 #include "core/file.h"
+#include "formats/lora_adapter.h"
+#include "forward/lora_apply.h"
 
 namespace temper::verify {
 namespace fs = std::filesystem;
@@ -27,13 +32,47 @@ forward::LoadOptions load_options_for(const OpenedModel& m) {
 
 }  // namespace
 
-std::unique_ptr<EvalModel> load_eval_model(const std::string& path, bool with_weights) {
+LoraSpec parse_lora_spec(const std::string& spec) {
+  LoraSpec s{spec, 1.0f};
+  const size_t colon = spec.rfind(':');
+  if (colon == std::string::npos || colon == 0) return s;
+  const std::string tail = spec.substr(colon + 1);
+  char* end = nullptr;
+  const double v = std::strtod(tail.c_str(), &end);
+  if (tail.empty() || end != tail.c_str() + tail.size()) {
+    // Not a number: part of the path, unless that path does not exist and the tail looks meant
+    // as a scale ("a.h5:x" for a mistyped "a.h5:1").
+    TEMPER_CHECK(file_exists(spec) || !file_exists(spec.substr(0, colon)), "--lora ",
+                 escaped(spec), ": scale '", escaped(tail), "' is not a number");
+    return s;
+  }
+  TEMPER_CHECK(std::isfinite(v), "--lora ", escaped(spec), ": scale must be finite");
+  s.path = spec.substr(0, colon);
+  s.multiplier = float(v);
+  return s;
+}
+
+std::unique_ptr<EvalModel> load_eval_model(const std::string& path, bool with_weights,
+                                           const std::vector<std::string>& loras) {
   auto m = std::make_unique<EvalModel>();
   m->path = path;
+  m->label = path;
   try {
     if (!fs::exists(path)) fail("no such file or folder");
     m->opened = open_model(path);
     if (with_weights) m->model = forward::Model::load(*m->opened.tensors, m->opened.desc, load_options_for(m->opened));
+    if (with_weights && !loras.empty()) {
+      std::vector<LoraAdapter> adapters;
+      std::vector<forward::LoraBinding> bindings;
+      adapters.reserve(loras.size());
+      for (const std::string& spec : loras) {
+        const LoraSpec s = parse_lora_spec(spec);
+        adapters.push_back(read_lora_adapter(s.path));
+        bindings.push_back({s.path, s.multiplier, &adapters.back()});
+        m->label += " + lora " + spec;
+      }
+      m->model->set_lora(forward::LoraSet::bind(m->opened.desc, m->opened.gguf_tensor_names, bindings));
+    }
     const TokenizerSource src =
         m->opened.format == ModelFormat::kGguf ? TokenizerSource::kGguf : TokenizerSource::kAuto;
     m->tok = std::make_unique<Tokenizer>(Tokenizer::from_assets(m->opened.desc.tokenizer, src));
