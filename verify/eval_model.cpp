@@ -1,12 +1,9 @@
 // Opening a model for eval/compare/generate, from any format open_model() accepts.
 #include "eval_model.h"
 
-#include <cmath>
-#include <cstdlib>
 #include <filesystem>
 
 #include "core/error.h"
-#include "core/escape.h"
 #include "core/file.h"
 #include "formats/lora_adapter.h"
 #include "forward/lora_apply.h"
@@ -31,26 +28,6 @@ forward::LoadOptions load_options_for(const OpenedModel& m) {
 }
 
 }  // namespace
-
-LoraSpec parse_lora_spec(const std::string& spec) {
-  LoraSpec s{spec, 1.0f};
-  const size_t colon = spec.rfind(':');
-  if (colon == std::string::npos || colon == 0) return s;
-  const std::string tail = spec.substr(colon + 1);
-  char* end = nullptr;
-  const double v = std::strtod(tail.c_str(), &end);
-  if (tail.empty() || end != tail.c_str() + tail.size()) {
-    // Not a number: part of the path, unless that path does not exist and the tail looks meant
-    // as a scale ("a.h5:x" for a mistyped "a.h5:1").
-    TEMPER_CHECK(file_exists(spec) || !file_exists(spec.substr(0, colon)), "--lora ",
-                 escaped(spec), ": scale '", escaped(tail), "' is not a number");
-    return s;
-  }
-  TEMPER_CHECK(std::isfinite(v), "--lora ", escaped(spec), ": scale must be finite");
-  s.path = spec.substr(0, colon);
-  s.multiplier = float(v);
-  return s;
-}
 
 std::unique_ptr<EvalModel> load_eval_model(const std::string& path, bool with_weights,
                                            const std::vector<std::string>& loras) {

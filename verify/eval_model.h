@@ -29,15 +29,6 @@ struct EvalModel {
   std::string label;
 };
 
-// `--lora ADAPTER[:SCALE]`: an adapter file and its multiplier (default 1). A suffix after the
-// last ':' that is not a number is part of the path.
-struct LoraSpec {
-  std::string path;
-  float multiplier = 1;
-};
-// Throws CLI-independent Error naming the spec when SCALE is not a finite number.
-LoraSpec parse_lora_spec(const std::string& spec);
-
 // Throws Error "cannot load model PATH: <reason>". Without `with_weights` only the headers and the
 // tokenizer are read (the size facts, the tokenizer and the config, but no forward pass).
 // `loras` are read, checked against the model (forward/lora_apply.h) and applied to its forward

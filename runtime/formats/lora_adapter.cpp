@@ -3,6 +3,7 @@
 #include "formats/lora_adapter.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 
@@ -75,6 +76,26 @@ std::vector<std::string> member_names(const h5::Ctx& c, hid_t group) {
 }
 
 }  // namespace
+
+LoraSpec parse_lora_spec(const std::string& spec) {
+  LoraSpec s{spec, 1.0f};
+  const size_t colon = spec.rfind(':');
+  if (colon == std::string::npos || colon == 0) return s;
+  const std::string tail = spec.substr(colon + 1);
+  char* end = nullptr;
+  const double v = std::strtod(tail.c_str(), &end);
+  if (tail.empty() || end != tail.c_str() + tail.size()) {
+    // Not a number: part of the path, unless that path does not exist and the tail looks meant
+    // as a scale ("a.h5:x" for a mistyped "a.h5:1").
+    TEMPER_CHECK(file_exists(spec) || !file_exists(spec.substr(0, colon)), "--lora ",
+                 escaped(spec), ": scale '", escaped(tail), "' is not a number");
+    return s;
+  }
+  TEMPER_CHECK(std::isfinite(v), "--lora ", escaped(spec), ": scale must be finite");
+  s.path = spec.substr(0, colon);
+  s.multiplier = float(v);
+  return s;
+}
 
 float LoraAdapter::scale() const {
   return rslora ? float(double(alpha) / std::sqrt(double(rank))) : float(double(alpha) / rank);

@@ -30,6 +30,15 @@ struct LoraAdapter {
   float scale() const;
 };
 
+// `--lora ADAPTER[:SCALE]`: an adapter file and its multiplier (default 1). A suffix after the
+// last ':' that is not a number is part of the path when that path exists.
+struct LoraSpec {
+  std::string path;
+  float multiplier = 1;
+};
+// Throws Error naming the spec when SCALE is not a finite number.
+LoraSpec parse_lora_spec(const std::string& spec);
+
 // Reads and checks an adapter file: format and version, rank/alpha present and positive, the
 // stored scale consistent with them, every lora_A paired with a lora_B of matching rank.
 // Throws Error naming the file and the dataset or attribute at fault.

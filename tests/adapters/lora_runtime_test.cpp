@@ -5,63 +5,12 @@
 // refused by name through the CLI.
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <cmath>
-#include <cstring>
-
-#include "core/json.h"
-#include "forward/forward.h"
-#include "util/test_util.h"
-#include "verify/eval_model.h"
+#include "adapters/lora_test_util.h"
 
 namespace temper {
 namespace {
 
-const std::string kIds = "1,403,261,20,300,41,7,88,120,9,511,64,3,250,17,33";
-
-std::string model_dir() { return test::source_dir() + "/sample/stories260K"; }
-
-std::string py(const std::string& args) {
-  return std::string(TEMPER_PYTHON) + " " + test::source_dir() + "/tests/adapters/peft_ref.py " + args;
-}
-
-std::vector<double> read_f64(const std::string& path) {
-  const std::string bytes = test::read_file(path);
-  std::vector<double> v(bytes.size() / 8);
-  std::memcpy(v.data(), bytes.data(), v.size() * 8);
-  return v;
-}
-
-std::vector<double> reference(const test::TempDir& dir, const std::string& name, const std::string& peft_specs) {
-  const auto r = test::run_shell(py("logits " + model_dir() + " " + kIds + " " + dir / name + " " + peft_specs));
-  EXPECT_EQ(r.exit_code, 0) << r.err;
-  return read_f64(dir / name);
-}
-
-std::vector<double> temper_logits(const std::string& model, const std::vector<std::string>& loras) {
-  const auto m = verify::load_eval_model(model, true, loras);
-  std::vector<int32_t> ids;
-  for (size_t p = 0; p < kIds.size();) {
-    const size_t q = kIds.find(',', p);
-    ids.push_back(std::stoi(kIds.substr(p, q - p)));
-    p = q == std::string::npos ? kIds.size() : q + 1;
-  }
-  forward::Session s(*m->model, 64);
-  const std::vector<float> out = s.eval(ids);
-  return {out.begin(), out.end()};
-}
-
-double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double d = 0;
-  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) d = std::max(d, std::fabs(a[i] - b[i]));
-  return d;
-}
-double max_abs(const std::vector<double>& a) {
-  double m = 0;
-  for (double v : a) m = std::max(m, std::fabs(v));
-  return m;
-}
+using namespace lora_test;
 
 class LoraRuntime : public ::testing::Test {
  protected:
@@ -69,16 +18,9 @@ class LoraRuntime : public ::testing::Test {
     dir_ = new test::TempDir();
     // Adapter 1: rank 4, alpha 8 (scaling 2) on all seven projections; adapter 2: rank 2,
     // alpha 4, rsLoRA (scaling 4/sqrt(2)) on q, v, down only.
-    for (const std::string& args : {"4 8 0 1 all", "2 4 1 2 q,v,down"}) {
-      const std::string out = *dir_ / (args[0] == '4' ? "a1" : "a2");
-      const auto r = test::run_shell(py("make " + model_dir() + " " + out + " " + args));
-      ASSERT_EQ(r.exit_code, 0) << r.err;
-    }
-    for (const char* t : {"Q8_0", "F32"}) {
-      const std::string out = *dir_ / (t[0] == 'Q' ? "q8.gguf" : "f32.gguf");
-      const auto q = test::run_temper("quantize " + model_dir() + " -t " + t + " -o " + out);
-      ASSERT_EQ(q.exit_code, 0) << q.err;
-    }
+    make_adapters(dir_->path());
+    quantize("Q8_0", *dir_ / "q8.gguf");
+    quantize("F32", *dir_ / "f32.gguf");
   }
   static void TearDownTestSuite() { delete dir_; }
   static test::TempDir* dir_;
@@ -91,9 +33,9 @@ test::TempDir* LoraRuntime::dir_ = nullptr;
 // (alpha/r vs alpha/sqrt r, a 2x change) or A/B swapped is far outside the bound.
 TEST_F(LoraRuntime, MatchesPeftReferenceOnF32Base) {
   const test::TempDir& d = *dir_;
-  const auto base_ref = reference(d, "base.f64", "");
-  const auto ref1 = reference(d, "ref1.f64", d / "a1/peft");
-  const auto ref12 = reference(d, "ref12.f64", d / "a1/peft:1 " + d / "a2/peft:0.5");
+  const auto base_ref = reference(d / "base.f64", "");
+  const auto ref1 = reference(d / "ref1.f64", d / "a1/peft");
+  const auto ref12 = reference(d / "ref12.f64", d / "a1/peft:1 " + d / "a2/peft:0.5");
   const double tol = 1e-4 * max_abs(ref1);
   ASSERT_GT(max_abs_diff(base_ref, ref1), 100 * tol) << "the adapter must matter";
 
@@ -113,7 +55,7 @@ TEST_F(LoraRuntime, MatchesPeftReferenceOnF32Base) {
 // disabling it: the error is then 11.4, and the Q8_0 test below fails too).
 TEST_F(LoraRuntime, MatchesPeftReferenceOnF32Gguf) {
   const test::TempDir& d = *dir_;
-  const auto ref12 = reference(d, "ref12.f64", d / "a1/peft:1 " + d / "a2/peft:0.5");
+  const auto ref12 = reference(d / "ref12.f64", d / "a1/peft:1 " + d / "a2/peft:0.5");
   const double e = max_abs_diff(temper_logits(d / "f32.gguf", {d / "a1/adapter.h5", d / "a2/adapter.h5:0.5"}), ref12);
   std::printf("F32 GGUF with adapters: %.3g (bound %.3g)\n", e, 1e-4 * max_abs(ref12));
   EXPECT_LE(e, 1e-4 * max_abs(ref12));
@@ -127,8 +69,8 @@ TEST_F(LoraRuntime, MatchesPeftReferenceOnF32Gguf) {
 // layout.)
 TEST_F(LoraRuntime, MatchesPeftReferenceOnQ8Gguf) {
   const test::TempDir& d = *dir_;
-  const auto base_ref = reference(d, "base.f64", "");
-  const auto ref = reference(d, "ref_quarter.f64", d / "a1/peft:0.25");
+  const auto base_ref = reference(d / "base.f64", "");
+  const auto ref = reference(d / "ref_quarter.f64", d / "a1/peft:0.25");
   const std::string gguf = d / "q8.gguf";
   const double e_q = max_abs_diff(temper_logits(gguf, {}), base_ref);
   const double e = max_abs_diff(temper_logits(gguf, {d / "a1/adapter.h5:0.25"}), ref);
