@@ -87,7 +87,7 @@ std::string temp_name(const std::string& output, const char* ext) {
 
 // Checkpoint or HF base -> temper checkpoint.
 void merge_to_checkpoint(const OpenedModel& base, const Loaded& l, const std::string& output, bool overwrite,
-                         const std::vector<std::string>& inputs) {
+                         const std::vector<std::string>& inputs, bool final_output) {
   AtomicOutput out(output, overwrite, inputs);
   size_t n_merged = 0;
   {
@@ -116,7 +116,7 @@ void merge_to_checkpoint(const OpenedModel& base, const Loaded& l, const std::st
   }
   out.commit();
   TEMPER_CHECK(n_merged == l.by_tensor.size(), "merged ", n_merged, " of ", l.by_tensor.size(), " adapted tensors");
-  info("wrote ", output, ": ", n_merged, " weights merged in f32 and stored in the base's dtype");
+  if (final_output) info("wrote ", output, ": ", n_merged, " weights merged in f32 and stored in the base's dtype");
 }
 
 // GGUF base -> GGUF: KVs and untouched tensors copied; merged tensors in `type_of(original)`.
@@ -188,13 +188,15 @@ void merge_lora(const LoraMergeOptions& opts) {
     q.overwrite = opts.overwrite;
     q.allow_requantize = true;
     q.write_modelfile = opts.modelfile;
-    quantize_model(q);
+    const QuantizeReport r = quantize_model(q);
+    info("wrote ", opts.output, " (", r.file_type, "): ", l.by_tensor.size(),
+         " weights merged into the dequantised base, then quantized", r.modelfile.empty() ? "" : ", and " + r.modelfile);
     return;
   }
   if (!to_gguf) {
     TEMPER_CHECK(!opts.output.ends_with(".gguf"), "-o ", escaped(opts.output),
                  ": without -t TYPE the merged model is a temper checkpoint (.h5); add -t F16, Q8_0, ... for a GGUF");
-    merge_to_checkpoint(base, l, opts.output, opts.overwrite, inputs);
+    merge_to_checkpoint(base, l, opts.output, opts.overwrite, inputs, true);
     return;
   }
   const std::string tmp = temp_name(opts.output, ".h5");
@@ -202,14 +204,16 @@ void merge_lora(const LoraMergeOptions& opts) {
     std::string p;
     ~Remove() { std::error_code ec; fs::remove(p, ec); }
   } cleanup{tmp};
-  merge_to_checkpoint(base, l, tmp, true, inputs);
+  merge_to_checkpoint(base, l, tmp, true, inputs, false);
   QuantizeOptions q;
   q.input = tmp;
   q.output = opts.output;
   q.type = opts.gguf_type;
   q.overwrite = opts.overwrite;
   q.write_modelfile = opts.modelfile;
-  quantize_model(q);
+  const QuantizeReport r = quantize_model(q);
+  info("wrote ", opts.output, " (", r.file_type, "): ", l.by_tensor.size(), " weights merged in f32",
+       r.modelfile.empty() ? "" : ", and " + r.modelfile);
 }
 
 }  // namespace temper
