@@ -38,6 +38,14 @@ void add_scoring_options(CLI::App* cmd, ScoringSpec& s, std::string& protocol) {
       ->check(CLI::PositiveNumber);
 }
 
+void add_lora_option(CLI::App* cmd, std::vector<std::string>& loras) {
+  cmd->add_option("--lora", loras,
+                  "LoRA adapter (.h5 from temper train or lora import) applied to the model, optionally "
+                  "scaled: ADAPTER[:SCALE]; repeat for several")
+      ->take_all()
+      ->allow_extra_args(false);
+}
+
 Protocol parse_protocol(const std::string& name) { return name == "llama" ? Protocol::kLlama : Protocol::kWindows; }
 
 }  // namespace
@@ -50,6 +58,7 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("model", o->model, "Hugging Face folder, temper checkpoint (.h5) or GGUF")->required();
   cmd->add_option("--text", o->text, "UTF-8 text file to score")->required();
   add_scoring_options(cmd, o->scoring, *protocol);
+  add_lora_option(cmd, o->loras);
   cmd->add_flag("--json", *json, "Print the result as JSON on stdout");
   cmd->callback([o, protocol, json] {
     if (*json) set_log_level(LogLevel::kQuiet);
@@ -85,11 +94,12 @@ void add_compare_command(CLI::App& app) {
                   "Use a reference saved by --save-base instead of running BASE (BASE is hashed and must match, "
                   "as must the text and the scoring options)");
   cmd->add_option("--html", *html, "Write a self-contained HTML report (chart + tables)");
+  add_lora_option(cmd, o->loras);
   cmd->add_flag("--json", *json, "Print the result as JSON on stdout");
   cmd->callback([o, models, scoring, protocol, html, json] {
-    TEMPER_CHECK(models->size() >= 2 || (models->size() == 1 && !o->save_base.empty()),
-                 "compare needs a base model and at least one candidate (or --save-base), got ", models->size(),
-                 " model path(s)");
+    TEMPER_CHECK(models->size() >= 2 || (models->size() == 1 && (!o->save_base.empty() || !o->loras.empty())),
+                 "compare needs a base model and at least one candidate (or --save-base, or --lora), got ",
+                 models->size(), " model path(s)");
     o->ctx = scoring->ctx;
     o->stride = scoring->stride;
     o->protocol = parse_protocol(*protocol);
@@ -103,6 +113,7 @@ void add_compare_command(CLI::App& app) {
       std::vector<std::string> inputs = *models;
       inputs.push_back(o->text);
       if (!o->tasks.empty()) inputs.push_back(o->tasks);
+      inputs.insert(inputs.end(), o->loras.begin(), o->loras.end());
       out = std::make_unique<AtomicOutput>(*html, /*overwrite=*/true, inputs);
     }
     const CompareReport r = run_compare(*o);
@@ -128,6 +139,7 @@ void add_generate_command(CLI::App& app) {
     bool chat = false, json = false;
     int n = 128;
     SamplingOptions sampling;
+    std::vector<std::string> loras;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("model", o->model, "Hugging Face folder, temper checkpoint (.h5) or GGUF")->required();
@@ -140,6 +152,7 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--top-p", o->sampling.top_p, "Nucleus sampling threshold")->capture_default_str();
   cmd->add_option("--seed", o->sampling.seed, "Sampling seed")->capture_default_str();
   cmd->add_flag("--json", o->json, "Print prompt ids, new ids and text as JSON at the end instead of streaming");
+  add_lora_option(cmd, o->loras);
   cmd->callback([o] {
     // Bad option values are usage errors (exit 2), as CLI11's own checks are.
     auto usage_check = [](bool ok, const std::string& option, const std::string& why) {
@@ -151,7 +164,7 @@ void add_generate_command(CLI::App& app) {
     usage_check(o->sampling.top_p > 0 && o->sampling.top_p <= 1, "--top-p", cat(o->sampling.top_p, ": must be in (0, 1]"));
     usage_check(o->system.empty() || o->chat, "--system", "needs --chat");
     if (o->json) set_log_level(LogLevel::kQuiet);
-    const auto m = load_eval_model(o->model);
+    const auto m = load_eval_model(o->model, /*with_weights=*/true, o->loras);
     if (o->chat && m->chat_template().empty())
       warn(o->model, " has no chat template: the prompt is used as plain text");
     const Prompt prompt = build_prompt(*m, o->prompt, o->chat, o->system);

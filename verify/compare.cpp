@@ -56,8 +56,8 @@ BaseReference run_identity(const CompareOptions& opts, const EvalModel& base, co
 
 CompareReport run_compare(const CompareOptions& opts) {
   const auto t0 = std::chrono::steady_clock::now();
-  TEMPER_CHECK(!opts.candidates.empty() || !opts.save_base.empty(),
-               "compare needs at least one candidate after the base model (or --save-base)");
+  TEMPER_CHECK(!opts.candidates.empty() || !opts.save_base.empty() || !opts.loras.empty(),
+               "compare needs at least one candidate after the base model (or --save-base, or --lora)");
   TEMPER_CHECK(opts.top_k >= 1, "--top-k ", opts.top_k, ": must be at least 1");
   TEMPER_CHECK(opts.save_base.empty() || opts.base_ref.empty(), "--save-base and --base-ref cannot be combined");
   TEMPER_CHECK(opts.base_ref.empty() || opts.tasks.empty(),
@@ -131,8 +131,10 @@ CompareReport run_compare(const CompareOptions& opts) {
   r.reference_bytes = ref.bytes();
   log_verbose(cat("top-", ref.k(), " reference: ", human_bytes(double(ref.bytes())), " for ", ref.size(), " tokens"));
 
-  for (const std::string& path : opts.candidates) {
-    const auto m = load_eval_model(path);
+  std::vector<std::string> candidates = opts.candidates;
+  if (candidates.empty() && !opts.loras.empty()) candidates.push_back(opts.base);
+  for (const std::string& path : candidates) {
+    const auto m = load_eval_model(path, /*with_weights=*/true, opts.loras);
     // The base's tokens and top-k ids are fed to the candidate: the vocabularies must agree.
     TEMPER_CHECK(m->n_vocab() == base_vocab, "cannot compare ", path, ": its vocabulary has ", m->n_vocab(),
                  " tokens, the base's (", opts.base, ") ", base_vocab);
@@ -143,6 +145,7 @@ CompareReport run_compare(const CompareOptions& opts) {
     });
     CandidateSummary c;
     fill_model(c, *m, stats.nll, sha256_of_path(path));
+    c.path = m->label;
     const MeanCI d = stats.nll_diff.ci95();
     c.ppl_ratio = std::exp(d.mean);
     c.ppl_ratio_lo = std::exp(d.lo);

@@ -27,6 +27,9 @@ struct CompareOptions {
   int task_tokens = 256;  // generation budget per exact-match question
   std::string save_base;  // write the base's top-k reference here (topk_store_file.h)
   std::string base_ref;   // use this saved reference instead of running the base
+  // --lora ADAPTER[:SCALE]: applied to every candidate; with no candidate given, the candidate
+  // is the base itself with the adapters (base vs fine-tuned).
+  std::vector<std::string> loras;
   ScoringSpec scoring() const { return {ctx, stride, protocol, chunks, max_tokens}; }
 };
 

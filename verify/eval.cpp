@@ -16,10 +16,10 @@ EvalReport run_eval(const EvalOptions& opts) {
   const auto t0 = std::chrono::steady_clock::now();
   // A missing text file is reported before paying for the model load.
   TEMPER_CHECK(file_exists(opts.text) && !is_directory(opts.text), "text file ", opts.text, ": no such file");
-  const auto m = load_eval_model(opts.model);
+  const auto m = load_eval_model(opts.model, /*with_weights=*/true, opts.loras);
   const ScoredText st = prepare_scoring(*m->tok, opts.text, opts.scoring);
   EvalReport r;
-  r.model = opts.model;
+  r.model = m->label;
   r.text = opts.text;
   r.scoring = opts.scoring;
   r.scoring.stride = st.plan.stride;

@@ -12,6 +12,7 @@ namespace temper::verify {
 struct EvalOptions {
   std::string model, text;
   ScoringSpec scoring;
+  std::vector<std::string> loras;  // --lora ADAPTER[:SCALE] applied to the model
 };
 
 struct EvalReport {

@@ -5,6 +5,8 @@
 
 #include "core/error.h"
 #include "core/file.h"
+#include "formats/lora_adapter.h"
+#include "forward/lora_apply.h"
 
 namespace temper::verify {
 namespace fs = std::filesystem;
@@ -27,13 +29,27 @@ forward::LoadOptions load_options_for(const OpenedModel& m) {
 
 }  // namespace
 
-std::unique_ptr<EvalModel> load_eval_model(const std::string& path, bool with_weights) {
+std::unique_ptr<EvalModel> load_eval_model(const std::string& path, bool with_weights,
+                                           const std::vector<std::string>& loras) {
   auto m = std::make_unique<EvalModel>();
   m->path = path;
+  m->label = path;
   try {
     if (!fs::exists(path)) fail("no such file or folder");
     m->opened = open_model(path);
     if (with_weights) m->model = forward::Model::load(*m->opened.tensors, m->opened.desc, load_options_for(m->opened));
+    if (with_weights && !loras.empty()) {
+      std::vector<LoraAdapter> adapters;
+      std::vector<forward::LoraBinding> bindings;
+      adapters.reserve(loras.size());
+      for (const std::string& spec : loras) {
+        const LoraSpec s = parse_lora_spec(spec);
+        adapters.push_back(read_lora_adapter(s.path));
+        bindings.push_back({s.path, s.multiplier, &adapters.back()});
+        m->label += " + lora " + spec;
+      }
+      m->model->set_lora(forward::LoraSet::bind(m->opened.desc, m->opened.gguf_tensor_names, bindings));
+    }
     const TokenizerSource src =
         m->opened.format == ModelFormat::kGguf ? TokenizerSource::kGguf : TokenizerSource::kAuto;
     m->tok = std::make_unique<Tokenizer>(Tokenizer::from_assets(m->opened.desc.tokenizer, src));

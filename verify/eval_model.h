@@ -25,11 +25,16 @@ struct EvalModel {
   int n_ctx_train() const { return opened.desc.config.n_ctx_train; }
   double bits_per_weight() const { return temper::bits_per_weight(tensor_bytes, n_params); }
   const std::string& chat_template() const { return opened.desc.chat_template; }
+  // "PATH" or, with adapters, "PATH + lora A.h5:0.5 + lora B.h5" (what the reports show).
+  std::string label;
 };
 
 // Throws Error "cannot load model PATH: <reason>". Without `with_weights` only the headers and the
 // tokenizer are read (the size facts, the tokenizer and the config, but no forward pass).
-std::unique_ptr<EvalModel> load_eval_model(const std::string& path, bool with_weights = true);
+// `loras` are read, checked against the model (forward/lora_apply.h) and applied to its forward
+// pass; an adapter for another base is refused naming the adapter file and tensor.
+std::unique_ptr<EvalModel> load_eval_model(const std::string& path, bool with_weights = true,
+                                           const std::vector<std::string>& loras = {});
 
 // The text file's tokens (no BOS/EOS added). Throws Error naming a missing or empty file.
 std::vector<int32_t> tokenize_text_file(const Tokenizer& tok, const std::string& path);

@@ -12,6 +12,7 @@
 #include "quantize.h"
 #include "verify.h"
 #include "train/train.h"
+#include "adapters/lora.h"
 #include "core/error.h"
 #include "core/file.h"
 #include "core/log.h"
@@ -48,6 +49,7 @@ int main(int argc, char** argv) {
   temper::add_compare_command(app);
   temper::add_generate_command(app);
   temper::train::add_train_command(app);
+  temper::add_lora_command(app);
   temper::add_inspect_command(app);
   temper::add_tokenize_command(app);
 

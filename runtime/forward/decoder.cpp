@@ -12,6 +12,7 @@
 #include "forward/forward.h"
 #include "forward/kernels.h"
 #include "forward/layers.h"
+#include "forward/lora_apply.h"
 #include "forward/matmul.h"
 #include "forward/weights.h"
 
@@ -218,19 +219,26 @@ std::vector<float> Session::eval(std::span<const int32_t> tokens, bool all_logit
     const int NH = L.n_head, NKV = L.n_head_kv, HD = L.head_dim;
     const int64_t qd = int64_t(NH) * HD, kvd = int64_t(NKV) * HD;
     const RopeParams& rope = s.rope[l];
+    // LoRA hook: y += adapters' low-rank update of the projection x -> y (forward/lora_apply.h).
+    auto lora = [&](float* y, const float* x, LoraSlot slot) {
+      if (model_.lora()) model_.lora()->add(y, x, l, slot, T);
+    };
 
     // --- attention
     rmsnorm_forward(s.h.data(), s.x.data(), W.attn_norm.data(), off, T, H, eps);
     matmul_forward(s.q.data(), s.h.data(), W.wq, T, qd, s.scratch);
+    lora(s.q.data(), s.h.data(), LoraSlot::kQ);
     if (!W.q_norm.empty())
       rmsnorm_forward(s.q.data(), s.q.data(), W.q_norm.data(), off, T * NH, HD, eps);
     rope_forward(s.q.data(), s.pos.data(), T, NH, qd, rope);
     const int src = kv_source(cfg, l);
     if (src == l) {
       matmul_forward(s.k.data(), s.h.data(), W.wk, T, kvd, s.scratch);
-      if (W.wv)
+      lora(s.k.data(), s.h.data(), LoraSlot::kK);
+      if (W.wv) {
         matmul_forward(s.v.data(), s.h.data(), W.wv, T, kvd, s.scratch);
-      else  // k_eq_v: V is the raw K projection, before k_norm and RoPE
+        lora(s.v.data(), s.h.data(), LoraSlot::kV);
+      } else  // k_eq_v: V is the raw K projection, before k_norm and RoPE
         std::copy_n(s.k.data(), T * kvd, s.v.data());
       if (!W.k_norm.empty())
         rmsnorm_forward(s.k.data(), s.k.data(), W.k_norm.data(), off, T * NKV, HD, eps);
@@ -243,6 +251,7 @@ std::vector<float> Session::eval(std::span<const int32_t> tokens, bool all_logit
     attention_forward(s.attn.data(), s.q.data(), s.k_cache[src].data(), s.v_cache[src].data(), T,
                       n_past_, NH, NKV, HD, L.window, scale);
     matmul_forward(s.a.data(), s.attn.data(), W.wo, T, H, s.scratch);
+    lora(s.a.data(), s.attn.data(), LoraSlot::kO);
     if (!W.post_attn_norm.empty())
       rmsnorm_forward(s.a.data(), s.a.data(), W.post_attn_norm.data(), off, T, H, eps);
     for (int64_t i = 0; i < T * H; ++i) s.x[i] += s.a[i];
@@ -253,9 +262,12 @@ std::vector<float> Session::eval(std::span<const int32_t> tokens, bool all_logit
       rmsnorm_forward(s.h.data(), s.x.data(), W.ffn_norm.data(), off, T, H, eps);
     if (L.ffn != FfnKind::kMoe && W.ffn_gate) {
       matmul_forward(s.gate.data(), s.h.data(), W.ffn_gate, T, L.d_ff, s.scratch);
+      lora(s.gate.data(), s.h.data(), LoraSlot::kGate);
       matmul_forward(s.up.data(), s.h.data(), W.ffn_up, T, L.d_ff, s.scratch);
+      lora(s.up.data(), s.h.data(), LoraSlot::kUp);
       glu_forward(s.gate.data(), s.gate.data(), s.up.data(), T * L.d_ff, cfg.act);
       matmul_forward(s.m.data(), s.gate.data(), W.ffn_down, T, H, s.scratch);
+      lora(s.m.data(), s.gate.data(), LoraSlot::kDown);
     }
     if (L.ffn == FfnKind::kMoe) {
       // FfnKind::kMoe: a sparse block on the ffn-normed residual.

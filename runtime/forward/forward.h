@@ -19,6 +19,7 @@
 namespace temper::forward {
 
 struct Weights;
+class LoraSet;
 
 struct LoadOptions {
   // HF multiplies token embeddings by embed_scale cast to the embedding's dtype (bf16:
@@ -40,12 +41,17 @@ class Model {
   const Weights& weights() const { return *w_; }
   float embed_scale() const { return embed_scale_; }
   float ple_embed_scale() const { return ple_embed_scale_; }
+  // LoRA adapters added after the projections they target (forward/lora_apply.h); null = none.
+  // Set before any Session runs.
+  void set_lora(std::shared_ptr<const LoraSet> lora) { lora_ = std::move(lora); }
+  const LoraSet* lora() const { return lora_.get(); }
 
  private:
   Model() = default;
   ModelConfig cfg_;
   std::unique_ptr<Weights> w_;
   float embed_scale_ = 1, ple_embed_scale_ = 1;
+  std::shared_ptr<const LoraSet> lora_;
 };
 
 // One sequence: a KV cache of n_ctx positions and the activation buffers.

@@ -1,0 +1,97 @@
+// `temper lora export --gguf`: temper's adapter -> llama.cpp's GGUF LoRA (see lora.h and
+// ../shared/docs/gguf-and-quantization.md §5.2-5.3).
+#include <cmath>
+#include <cstring>
+
+#include "adapters/lora.h"
+#include "core/error.h"
+#include "core/escape.h"
+#include "core/half.h"
+#include "core/log.h"
+#include "formats/gguf.h"
+#include "formats/lora_adapter.h"
+#include "forward/lora_apply.h"
+#include "model/open_model.h"
+#include "quant/quant.h"
+
+namespace temper {
+
+namespace {
+
+// A (rows, cols) f32 matrix in `type`, row-major as GGUF stores ne [cols, rows].
+std::vector<uint8_t> encode(const std::vector<float>& m, int64_t rows, int64_t cols, DType type) {
+  std::vector<uint8_t> out(dtype_bytes(type, uint64_t(rows * cols)));
+  if (type == DType::kF32) {
+    std::memcpy(out.data(), m.data(), out.size());
+  } else {
+    quant::quantize_rows(type, m.data(), out.data(), rows, cols, nullptr);
+  }
+  return out;
+}
+
+// Q8_0 needs whole 32-element blocks per row (lora_b's rows are r long); llama.cpp's
+// converter falls back to F16 for such tensors (ModelBase.prepare_tensors, QuantError).
+DType type_for(DType wanted, int64_t cols, std::vector<std::string>& fell_back, const std::string& name) {
+  if (wanted == DType::kQ8_0 && cols % 32 != 0) {
+    fell_back.push_back(name);
+    return DType::kF16;
+  }
+  return wanted;
+}
+
+}  // namespace
+
+void export_lora_gguf(const GgufLoraExportOptions& opts) {
+  TEMPER_CHECK(opts.type == DType::kF32 || opts.type == DType::kF16 || opts.type == DType::kBF16 ||
+                   opts.type == DType::kQ8_0,
+               "GGUF LoRA tensors can be F32, F16, BF16 or Q8_0, not ", dtype_name(opts.type));
+  const LoraAdapter a = read_lora_adapter(opts.adapter);
+  const OpenedModel base = open_model(opts.base);
+  const std::vector<forward::LoraTarget> targets = forward::match_lora_to_base(base.desc, a, opts.adapter);
+  // llama.cpp: scale = alpha / rank (llama_adapter_lora_weight::get_scale, rank = lora_b ne[0]).
+  const float alpha = float(double(a.scale()) * a.rank);
+
+  std::vector<std::string> inputs = base.files;
+  inputs.push_back(opts.adapter);
+  AtomicOutput out(opts.output, opts.overwrite, inputs);
+  GgufWriter w(out);
+  w.add_string("general.architecture", std::string(base.desc.arch->gguf_arch));
+  w.add_string("general.type", "adapter");
+  w.add_string("general.name", "temper LoRA adapter");
+  w.add_string("adapter.type", "lora");
+  w.add_f32("adapter.lora.alpha", alpha);
+  w.add_u32("general.quantization_version", 2);
+
+  struct Tensor {
+    std::string name;
+    std::vector<uint8_t> bytes;
+  };
+  std::vector<Tensor> tensors;
+  std::vector<std::string> fell_back;
+  for (const forward::LoraTarget& t : targets) {
+    const LoraTensorPair& p = *t.pair;
+    std::vector<float> b = p.b;
+    if (t.rope_permute_heads > 0)  // the converter permutes B's rows like W's (LoraTorchTensor)
+      forward::permute_rope_rows_f32(b.data(), p.out, a.rank, t.rope_permute_heads);
+    const std::string name_a = t.tensor.gguf_name + ".lora_a", name_b = t.tensor.gguf_name + ".lora_b";
+    TEMPER_CHECK(name_b.size() <= kGgufMaxTensorName, "GGUF tensor name '", name_b, "' is longer than ",
+                 kGgufMaxTensorName, " bytes");
+    const DType ta = type_for(opts.type, p.in, fell_back, name_a),
+                tb = type_for(opts.type, a.rank, fell_back, name_b);
+    const int64_t shape_a[2] = {a.rank, p.in}, shape_b[2] = {p.out, a.rank};  // PyTorch order
+    w.add_tensor(name_a, ta, shape_a);
+    w.add_tensor(name_b, tb, shape_b);
+    tensors.push_back({name_a, encode(p.a, a.rank, p.in, ta)});
+    tensors.push_back({name_b, encode(b, p.out, a.rank, tb)});
+  }
+  if (!fell_back.empty())
+    warn(fell_back.size(), " tensors have rows that are not whole Q8_0 blocks (32 values; e.g. ", fell_back.front(),
+         "): stored as F16");
+  w.write_header();
+  for (const Tensor& t : tensors) w.write_tensor_data(t.name, t.bytes);
+  w.finish();
+  info("wrote ", opts.output, ": ", targets.size(), " adapted tensors, alpha ", alpha, " (scale ", a.scale(),
+       a.rslora ? ", rsLoRA folded into alpha" : "", ")");
+}
+
+}  // namespace temper

@@ -1,0 +1,143 @@
+// Binding LoRA adapters to a base model (shape and architecture checks, GGUF q/k layout) and
+// adding their low-rank update after a projection. The two small products run through the
+// same matmul kernels as the base weights.
+#include "forward/lora_apply.h"
+
+#include <cstring>
+#include <map>
+
+#include "core/error.h"
+#include "core/escape.h"
+#include "core/log.h"
+#include "core/sha256.h"
+#include "forward/matmul.h"
+
+namespace temper::forward {
+
+namespace {
+
+Matrix f32_matrix(const std::vector<float>& v, int64_t rows, int64_t cols) {
+  Matrix m;
+  m.data = reinterpret_cast<const uint8_t*>(v.data());
+  m.dtype = DType::kF32;
+  m.rows = rows;
+  m.cols = cols;
+  m.row_bytes = size_t(cols) * sizeof(float);
+  return m;
+}
+
+std::string shape_of(int64_t rows, int64_t cols) { return cat("(", rows, ", ", cols, ")"); }
+
+}  // namespace
+
+bool lora_slot_of_role(TensorRole role, LoraSlot& slot) {
+  switch (role) {
+    case TensorRole::kAttnQ: slot = LoraSlot::kQ; return true;
+    case TensorRole::kAttnK: slot = LoraSlot::kK; return true;
+    case TensorRole::kAttnV: slot = LoraSlot::kV; return true;
+    case TensorRole::kAttnOut: slot = LoraSlot::kO; return true;
+    case TensorRole::kFfnGate: slot = LoraSlot::kGate; return true;
+    case TensorRole::kFfnUp: slot = LoraSlot::kUp; return true;
+    case TensorRole::kFfnDown: slot = LoraSlot::kDown; return true;
+    default: return false;
+  }
+}
+
+void permute_rope_rows_f32(float* w, int64_t n_rows, int64_t n_cols, int n_head) {
+  TEMPER_CHECK(n_head > 0 && n_rows % (2 * n_head) == 0, "cannot permute ", n_rows,
+               " rows into ", n_head, " heads");
+  const int64_t d = n_rows / n_head, half = d / 2;
+  std::vector<float> head(size_t(d * n_cols));
+  for (int h = 0; h < n_head; ++h) {
+    float* base = w + h * d * n_cols;
+    std::memcpy(head.data(), base, head.size() * sizeof(float));
+    for (int64_t i = 0; i < 2; ++i)
+      for (int64_t j = 0; j < half; ++j)
+        std::memcpy(base + (2 * j + i) * n_cols, head.data() + (i * half + j) * n_cols,
+                    size_t(n_cols) * sizeof(float));
+  }
+}
+
+std::vector<LoraTarget> match_lora_to_base(const ModelDescription& base, const LoraAdapter& a,
+                                           const std::string& path) {
+  TEMPER_CHECK(base.arch, "the base model has no architecture description");
+  const ModelConfig& cfg = base.config;
+  const std::string who = cat("LoRA adapter ", escaped(path));
+  TEMPER_CHECK(a.base_arch == base.arch->id, who, " was trained on a '", escaped(a.base_arch),
+               "' model, but the base is '", base.arch->id, "'");
+  // As temper train records it: a checkpoint's provenance, else the config.json as read (a GGUF
+  // has neither, and only the shapes are checked).
+  std::string base_sha = base.provenance.config_sha256;
+  if (base_sha.empty() && !base.config_json.empty()) base_sha = sha256_hex(base.config_json);
+  if (!a.base_config_sha256.empty() && !base_sha.empty() && a.base_config_sha256 != base_sha)
+    warn(who, ": the base's config.json differs from the one it was trained on (shapes match "
+              "so it is applied; check it is the intended base)");
+  std::map<std::string, ExpectedTensor> by_module;
+  for (ExpectedTensor& e : expected_tensors(*base.arch, cfg))
+    if (e.hf_name.ends_with(".weight")) {
+      std::string module = e.hf_name.substr(0, e.hf_name.size() - 7);
+      by_module.emplace(std::move(module), std::move(e));
+    }
+  std::vector<LoraTarget> out;
+  for (const LoraTensorPair& p : a.pairs) {
+    auto it = by_module.find(p.module);
+    LoraTarget t;
+    t.pair = &p;
+    TEMPER_CHECK(it != by_module.end() && it->second.layer >= 0 &&
+                     lora_slot_of_role(it->second.spec->role, t.slot),
+                 who, ": tensor '", escaped(p.module),
+                 "' is not one of the base's q/k/v/o/gate/up/down projections");
+    const ExpectedTensor& e = it->second;
+    TEMPER_CHECK(e.shape.size() == 2 && e.shape[0] == p.out && e.shape[1] == p.in, who,
+                 ": tensor '", escaped(p.module), "' is ", shape_of(p.out, p.in),
+                 " (out, in) but the base's ", e.hf_name, " is ",
+                 e.shape.size() == 2 ? shape_of(e.shape[0], e.shape[1]) : "not a matrix",
+                 ": the adapter was made for another base");
+    const LayerConfig& L = cfg.layers[size_t(e.layer)];
+    if (e.spec->to_gguf == GgufTransform::kPermuteRopeQ) t.rope_permute_heads = L.n_head;
+    if (e.spec->to_gguf == GgufTransform::kPermuteRopeK) t.rope_permute_heads = L.n_head_kv;
+    t.tensor = e;
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+std::shared_ptr<const LoraSet> LoraSet::bind(const ModelDescription& base, bool gguf_layout,
+                                             std::span<const LoraBinding> adapters) {
+  auto set = std::make_shared<LoraSet>();
+  set->layers_.resize(size_t(base.config.n_layer));
+  for (const LoraBinding& b : adapters) {
+    const LoraAdapter& a = *b.adapter;
+    for (const LoraTarget& t : match_lora_to_base(base, a, b.path)) {
+      Update u;
+      u.rank = a.rank;
+      u.in = t.pair->in;
+      u.out = t.pair->out;
+      u.scale = b.multiplier * a.scale();
+      u.a = t.pair->a;
+      u.b = t.pair->b;
+      if (gguf_layout && t.rope_permute_heads > 0)
+        permute_rope_rows_f32(u.b.data(), u.out, u.rank, t.rope_permute_heads);
+      set->layers_[size_t(t.tensor.layer)][size_t(t.slot)].push_back(std::move(u));
+    }
+  }
+  return set;
+}
+
+void LoraSet::add(float* y, const float* x, int layer, LoraSlot slot, int64_t n_tokens) const {
+  if (layer < 0 || size_t(layer) >= layers_.size()) return;
+  const std::vector<Update>& updates = layers_[size_t(layer)][size_t(slot)];
+  if (updates.empty()) return;
+  std::vector<float> ax, bax, scratch;
+  for (const Update& u : updates) {
+    ax.resize(size_t(n_tokens * u.rank));
+    bax.resize(size_t(n_tokens * u.out));
+    matmul_forward(ax.data(), x, f32_matrix(u.a, u.rank, u.in), n_tokens, u.rank, scratch);
+    matmul_forward(bax.data(), ax.data(), f32_matrix(u.b, u.out, u.rank), n_tokens, u.out,
+                   scratch);
+    const int64_t n = n_tokens * u.out;
+    for (int64_t i = 0; i < n; ++i) y[i] += u.scale * bax[i];
+  }
+}
+
+}  // namespace temper::forward

@@ -1,0 +1,161 @@
+#!/usr/bin/python3
+"""PEFT-semantics reference for temper's LoRA paths, written from PEFT's documented format and
+formula, sharing no code with temper's C++:
+
+* `make`: random LoRA weights (non-zero A and B) for a Llama HF checkpoint, saved the way PEFT's
+  `save_pretrained` lays them out: adapter_config.json (peft_type LORA, r, lora_alpha,
+  use_rslora, target_modules, ...) + adapter_model.safetensors with keys
+  `base_model.model.model.layers.{L}.self_attn.q_proj.lora_A.weight` (A: [r, in], B: [out, r]);
+  the same tensors in adapter_model.bin (torch.save of the state dict) in a second folder; and
+  the same adapter in temper's .h5 layout (docs/adapter-format.md, written with h5py).
+* `logits`: float64 logits of the HF Llama model (tests/forward/torch_ref.py's pieces via
+  tests/train/torch_lora_ref.py) with every projection computing PEFT's LoRA Linear forward,
+  `W x + scaling * B(A(x))`, scaling = lora_alpha / r (use_rslora: lora_alpha / sqrt(r)),
+  dropout off; several adapters add up (PEFT's add_weighted_adapter-free stacking), each times
+  its multiplier.
+
+    peft_ref.py make MODEL_DIR OUT_DIR RANK ALPHA RSLORA(0/1) SEED TARGETS(q,k,...|all)
+    peft_ref.py logits MODEL_DIR IDS(comma-separated) OUT.f64 [PEFT_DIR[:MULT] ...]
+"""
+import hashlib
+import json
+import math
+import os
+import struct
+import sys
+
+import h5py
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "train"))
+sys.path.insert(0, os.path.join(HERE, "..", "forward"))
+import torch_lora_ref as L  # noqa: E402
+import torch_ref as R  # noqa: E402
+
+F = torch.float64
+MODULES = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
+           "o": "self_attn.o_proj", "gate": "mlp.gate_proj", "up": "mlp.up_proj",
+           "down": "mlp.down_proj"}
+PREFIX = "base_model.model.model.layers."
+
+
+def write_safetensors(path, tensors):
+    header, blobs, off = {"__metadata__": {"format": "pt"}}, [], 0
+    for name, arr in tensors.items():
+        b = np.ascontiguousarray(arr, dtype="<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(arr.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def read_safetensors(path):
+    raw = open(path, "rb").read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        assert info["dtype"] == "F32", (name, info["dtype"])
+        a, b = info["data_offsets"]
+        out[name] = np.frombuffer(raw[8 + n + a:8 + n + b], "<f4").reshape(info["shape"]).astype(np.float64)
+    return out
+
+
+def make(model_dir, out_dir, rank, alpha, rslora, seed, targets):
+    c = json.load(open(os.path.join(model_dir, "config.json")))
+    w = R.W(R.load_safetensors(model_dir), ["model.", ""])
+    names = list(MODULES) if targets == "all" else targets.split(",")
+    rng = np.random.default_rng(seed)
+    tensors = {}
+    for layer in range(c["num_hidden_layers"]):
+        for t in names:
+            out_f, in_f = w("layers.%d.%s.weight" % (layer, MODULES[t])).shape
+            key = PREFIX + "%d.%s" % (layer, MODULES[t])
+            tensors[key + ".lora_A.weight"] = rng.uniform(-1, 1, (rank, in_f)) / math.sqrt(in_f)
+            tensors[key + ".lora_B.weight"] = rng.uniform(-0.3, 0.3, (out_f, rank))
+    config = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": rank, "lora_alpha": alpha,
+              "use_rslora": bool(rslora), "target_modules": [MODULES[t].split(".")[1] for t in names],
+              "lora_dropout": 0.0, "bias": "none", "fan_in_fan_out": False, "use_dora": False,
+              "modules_to_save": None, "init_lora_weights": True, "layers_to_transform": None,
+              "rank_pattern": {}, "alpha_pattern": {}, "base_model_name_or_path": model_dir}
+    for sub in ("peft", "peft_bin"):
+        os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
+        json.dump(config, open(os.path.join(out_dir, sub, "adapter_config.json"), "w"), indent=2)
+    write_safetensors(os.path.join(out_dir, "peft", "adapter_model.safetensors"), tensors)
+    torch.save({k: torch.tensor(v, dtype=torch.float32) for k, v in tensors.items()},
+               os.path.join(out_dir, "peft_bin", "adapter_model.bin"))
+    with h5py.File(os.path.join(out_dir, "adapter.h5"), "w") as f:
+        f.attrs["format"] = "temper-lora"
+        f.attrs["format_version"] = np.int32(1)
+        f.attrs["rank"] = np.int32(rank)
+        f.attrs["alpha"] = np.float32(alpha)
+        f.attrs["scale"] = np.float32(alpha / math.sqrt(rank) if rslora else alpha / rank)
+        f.attrs["rslora"] = np.int32(1 if rslora else 0)
+        f.attrs["targets"] = ",".join(names)
+        f.attrs["base_arch"] = "llama"
+        f.attrs["base_hf_architecture"] = c["architectures"][0]
+        f.attrs["base_config_sha256"] = hashlib.sha256(
+            open(os.path.join(model_dir, "config.json"), "rb").read()).hexdigest()
+        f.attrs["training_args"] = "{}"
+        g = f.create_group("adapters", track_order=True)
+        for key, arr in tensors.items():
+            name = key[len("base_model.model."):].replace(".lora_A.weight", ".lora_A").replace(
+                ".lora_B.weight", ".lora_B")
+            g.create_dataset(name, data=arr.astype("<f4"))
+    return 0
+
+
+def load_peft(spec):
+    """A PEFT folder (optionally DIR:MULT) -> {(layer, module): (A, B)} with the multiplier and
+    PEFT's scaling folded into B."""
+    d, mult = spec, 1.0
+    if ":" in spec and not os.path.exists(spec):
+        d, m = spec.rsplit(":", 1)
+        mult = float(m)
+    cfg = json.load(open(os.path.join(d, "adapter_config.json")))
+    r, alpha = cfg["r"], cfg["lora_alpha"]
+    scaling = alpha / math.sqrt(r) if cfg.get("use_rslora") else alpha / r
+    st = os.path.join(d, "adapter_model.safetensors")
+    if os.path.exists(st):
+        t = read_safetensors(st)
+    else:
+        t = {k: v.double().numpy() for k, v in torch.load(os.path.join(d, "adapter_model.bin")).items()}
+    out = {}
+    for key, a in t.items():
+        if not key.endswith(".lora_A.weight"):
+            continue
+        mod = key[len(PREFIX):-len(".lora_A.weight")]
+        layer, module = mod.split(".", 1)
+        b = t[key.replace(".lora_A.", ".lora_B.")]
+        out[(int(layer), module)] = (torch.tensor(a, dtype=F), torch.tensor(b, dtype=F) * (scaling * mult))
+    return out
+
+
+def logits(model_dir, ids, out_path, specs):
+    c = json.load(open(os.path.join(model_dir, "config.json")))
+    w = R.W(R.load_safetensors(model_dir), ["model.", ""])
+    adapters = {}
+    for spec in specs:  # stack adapters along the rank: sum_i B_i A_i x
+        for k, (a, b) in load_peft(spec).items():
+            if k in adapters:
+                a0, b0 = adapters[k]
+                a, b = torch.cat([a0, a], 0), torch.cat([b0, b], 1)
+            adapters[k] = (a, b)
+    with torch.no_grad():
+        out = L.lora_forward(c, w, torch.tensor([int(x) for x in ids.split(",")]), adapters, 1.0)
+    out.numpy().astype("<f8").tofile(out_path)
+    return 0
+
+
+if __name__ == "__main__":
+    a = sys.argv[1:]
+    if a[0] == "make":
+        sys.exit(make(a[1], a[2], int(a[3]), float(a[4]), int(a[5]), int(a[6]), a[7]))
+    sys.exit(logits(a[1], a[2], a[3], a[4:]))
