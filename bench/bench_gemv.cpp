@@ -8,13 +8,15 @@
 // W is K = 4096 columns and as many rows as make --mib MiB in its stored type (larger than the
 // L3 cache, so each call streams W from memory, as decode does); its rows are 256 quantised
 // random rows repeated. Read bandwidth: an AVX2 sum over a buffer of the same size. Each figure
-// is the best of 3 repetitions of >= 0.2 s. Run with OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset;
+// is the best of 3 repetitions of >= 0.2 s; single-thread figures in CPU time, the rest wall
+// time. --mib 1 keeps W in L2: the kernels' compute rate alone. Run with OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset;
 // prints the load average, since the machine may be shared.
 #include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -33,16 +35,25 @@ namespace {
 using temper::DType;
 using temper::forward::Matrix;
 
-double seconds_per_call(const std::function<void()>& fn) {
+// The clock: wall time, or this process's CPU time (single-thread figures on a shared machine:
+// time spent descheduled does not count).
+double now(bool cpu) {
+  if (!cpu) return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+double seconds_per_call(const std::function<void()>& fn, bool cpu = false) {
   double best = 1e30;
   for (int rep = 0; rep < 3; ++rep) {
     int calls = 0;
-    const auto t0 = std::chrono::steady_clock::now();
+    const double t0 = now(cpu);
     double el = 0;
     do {
       fn();
       ++calls;
-      el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      el = now(cpu) - t0;
     } while (el < 0.2);
     best = std::min(best, el / calls);
   }
@@ -57,7 +68,7 @@ std::string load_average() {
 }
 
 // GB/s of a plain streaming read (sum of floats) over `bytes`, at the current thread count.
-double read_bandwidth(size_t bytes) {
+double read_bandwidth(size_t bytes, bool cpu = false) {
   std::vector<float> buf(bytes / 4, 1.0f);
   volatile float sink = 0;
   const double s = seconds_per_call([&] {
@@ -71,7 +82,7 @@ double read_bandwidth(size_t bytes) {
       for (float p : part) total += p;
     }
     sink = total;
-  });
+  }, cpu);
   (void)sink;
   return double(bytes) / s / 1e9;
 }
@@ -102,11 +113,11 @@ int main(int argc, char** argv) {
   std::printf("bench_gemv: W %zu MiB per type, K = 4096; OPENBLAS_CORETYPE %s; load average (1, 5 min) %s\n", mib,
               std::getenv("OPENBLAS_CORETYPE") ? "SET (unset it for fair figures)" : "unset", load_average().c_str());
   omp_set_num_threads(1);
-  const double bw1 = read_bandwidth(bytes);
+  const double bw1 = read_bandwidth(bytes, true);
   omp_set_num_threads(max_threads);
   const double bwn = read_bandwidth(bytes);
-  std::printf("read bandwidth: %.1f GB/s (1 thread), %.1f GB/s (%d threads)\n\n", bw1, bwn, max_threads);
-  std::printf("%-7s %5s | %-22s | %-22s | %-26s\n", "type", "B/w", "T=1, 1 thread", "T=1, all threads",
+  std::printf("read bandwidth: %.1f GB/s (1 thread, CPU time), %.1f GB/s (%d threads, wall)\n\n", bw1, bwn, max_threads);
+  std::printf("%-7s %5s | %-22s | %-22s | %-26s\n", "type", "B/w", "T=1, 1 thread (CPU t)", "T=1, all threads",
               "T=16 ms: gemv / tile+sgemm");
 
   const int64_t K = 4096, n_seed = 256;
@@ -122,13 +133,13 @@ int main(int argc, char** argv) {
     const size_t rb = temper::quant::row_bytes(t, K);
     const int64_t N = int64_t(bytes / rb);
     std::vector<uint8_t> w(rb * size_t(N));
-    temper::quant::quantize_rows(t, wf.data(), w.data(), n_seed, K, nullptr);
+    temper::quant::quantize_rows(t, wf.data(), w.data(), std::min(n_seed, N), K, nullptr);
     for (int64_t r = n_seed; r < N; ++r) std::memcpy(&w[size_t(r) * rb], &w[size_t(r % n_seed) * rb], rb);
     const Matrix m{w.data(), t, N, K, rb};
     std::vector<float> y(size_t(16 * N));
     const double wb = double(rb) * double(N);
     omp_set_num_threads(1);
-    const double s1 = seconds_per_call([&] { temper::forward::gemv_forward(y.data(), x.data(), m, 1, N); });
+    const double s1 = seconds_per_call([&] { temper::forward::gemv_forward(y.data(), x.data(), m, 1, N); }, true);
     omp_set_num_threads(max_threads);
     const double sn = seconds_per_call([&] { temper::forward::gemv_forward(y.data(), x.data(), m, 1, N); });
     const double g16 = seconds_per_call([&] { temper::forward::gemv_forward(y.data(), x.data(), m, 16, N); });

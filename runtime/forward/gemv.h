@@ -44,11 +44,16 @@ void gemv_reference(double* y, const float* x, const Matrix& w, int64_t n_tokens
 namespace detail {
 // Rows [r0, r1) for T tokens: y[t*ldy + r] = Σ_k w[r][k] x[t*K + k]. The AVX2 entry is
 // defined in gemv_avx2.cpp and is only called after gemv_avx2_available(); the portable one
-// handles every type quant::dequantize_row does.
+// handles every type quant::dequantize_row does. xsum32 (T, K/32): sums of x over 32-element
+// sub-blocks, which the AVX2 Q4_K/Q5_K kernels use for their minimum term (gemv_xsum32_needed).
 void gemv_rows_avx2(const Matrix& w, int64_t r0, int64_t r1, const float* x, int64_t T, float* y,
-                    int64_t ldy);
+                    int64_t ldy, const float* xsum32);
 void gemv_rows_portable(const Matrix& w, int64_t r0, int64_t r1, const float* x, int64_t T, float* y,
-                        int64_t ldy);
+                        int64_t ldy, const float* xsum32);
+inline bool gemv_xsum32_needed(DType t) { return t == DType::kQ4_K || t == DType::kQ5_K; }
+// The AVX2 kernels for these types read x permuted within each 32-element group:
+// x'[32g + 8b + i] = x[32g + 4i + b] (gemv_avx2_kquants.h, dot32_strided).
+inline bool gemv_x_permuted(DType t) { return t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kQ6_K; }
 }  // namespace detail
 
 }  // namespace temper::forward

@@ -89,10 +89,10 @@ __attribute__((always_inline)) inline void row_q8_0(const uint8_t* row, int64_t 
 
 // Rows [r0, r1) for T tokens (x rows K apart, y rows ldy apart).
 template <int T>
-void rows(const Matrix& w, int64_t r0, int64_t r1, const float* x, float* y, int64_t ldy) {
+void rows(const Matrix& w, int64_t r0, int64_t r1, const float* x, float* y, int64_t ldy, const float* xsum32) {
   const int64_t K = w.cols;
   for (int64_t r = r0; r < r1; ++r) {
-    Acc<T> acc(x, K);
+    Acc<T> acc(x, K, xsum32);
     const uint8_t* row = w.row(r);
     switch (w.dtype) {
       case DType::kF32: row_f32(row, K, acc); break;
@@ -116,28 +116,30 @@ void rows(const Matrix& w, int64_t r0, int64_t r1, const float* x, float* y, int
   }
 }
 
-void rows_any(const Matrix& w, int64_t r0, int64_t r1, const float* x, int64_t T, float* y, int64_t ldy) {
+void rows_any(const Matrix& w, int64_t r0, int64_t r1, const float* x, int64_t T, float* y, int64_t ldy,
+              const float* xsum32) {
   switch (T) {
-    case 1: rows<1>(w, r0, r1, x, y, ldy); break;
-    case 2: rows<2>(w, r0, r1, x, y, ldy); break;
-    case 3: rows<3>(w, r0, r1, x, y, ldy); break;
-    case 4: rows<4>(w, r0, r1, x, y, ldy); break;
-    case 5: rows<5>(w, r0, r1, x, y, ldy); break;
-    case 6: rows<6>(w, r0, r1, x, y, ldy); break;
-    case 7: rows<7>(w, r0, r1, x, y, ldy); break;
-    default: rows<8>(w, r0, r1, x, y, ldy); break;
+    case 1: rows<1>(w, r0, r1, x, y, ldy, xsum32); break;
+    case 2: rows<2>(w, r0, r1, x, y, ldy, xsum32); break;
+    case 3: rows<3>(w, r0, r1, x, y, ldy, xsum32); break;
+    case 4: rows<4>(w, r0, r1, x, y, ldy, xsum32); break;
+    case 5: rows<5>(w, r0, r1, x, y, ldy, xsum32); break;
+    case 6: rows<6>(w, r0, r1, x, y, ldy, xsum32); break;
+    case 7: rows<7>(w, r0, r1, x, y, ldy, xsum32); break;
+    default: rows<8>(w, r0, r1, x, y, ldy, xsum32); break;
   }
 }
 
 }  // namespace
 
 void gemv_rows_avx2(const Matrix& w, int64_t r0, int64_t r1, const float* x, int64_t T, float* y,
-                    int64_t ldy) {
+                    int64_t ldy, const float* xsum32) {
   // More than 8 tokens would not fit their accumulators in the 16 ymm registers: the rows are
   // done in groups of up to 8 tokens. The caller's row range is small (gemv.cpp kRowChunk), so
   // the second group reads the weights from L1/L2, not memory.
   for (int64_t t0 = 0; t0 < T; t0 += 8)
-    rows_any(w, r0, r1, x + t0 * w.cols, T - t0 < 8 ? T - t0 : 8, y + t0 * ldy, ldy);
+    rows_any(w, r0, r1, x + t0 * w.cols, T - t0 < 8 ? T - t0 : 8, y + t0 * ldy, ldy,
+             xsum32 ? xsum32 + t0 * (w.cols / 32) : nullptr);
 }
 
 }  // namespace temper::forward::detail

@@ -34,9 +34,10 @@ template <int T>
 struct Acc {
   const float* x;
   int64_t K;
+  const float* xsum32;  // (T, K/32) sums of x over 32-element sub-blocks, or null
   __m256 a[T][2];
   float tail[T] = {};
-  Acc(const float* x_, int64_t K_) : x(x_), K(K_) {
+  Acc(const float* x_, int64_t K_, const float* xsum32_) : x(x_), K(K_), xsum32(xsum32_) {
     for (int t = 0; t < T; ++t) a[t][0] = a[t][1] = _mm256_setzero_ps();
   }
   // w holds weights k .. k+7.

@@ -1,6 +1,6 @@
 // Private to gemv_avx2.cpp (included under its AVX2 target pragma): row kernels for the
 // 256-weight k-quant super-blocks Q2_K, Q3_K, Q4_K, Q5_K, Q6_K. Each super-block's bytes are
-// loaded once; bit fields are unpacked eight weights at a time into 32-bit lanes. The f32
+// loaded once (phases below). The f32
 // operations per weight are those of quant/blocks_k.cpp and quant/blocks_k_low.cpp (built with
 // -ffp-contract=off), so the weights are bit-identical to dequantize_row's.
 #pragma once
@@ -22,125 +22,178 @@ inline void scale_min_k4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
   }
 }
 
+// Every k-quant kernel unpacks the bit fields of 32 weights at a time into one register of
+// signed bytes q (256-bit byte operations: a few per 32 weights, where unpacking into 32-bit
+// lanes cost a few per 8, and the kernels were compute-bound; bench_gemv), then dot32 widens
+// them eight at a time to f32 and applies the sub-block factors: scale·float(q) [− min].
+// The factors are computed once per super-block into small float arrays (sc, mn).
+// q never goes through memory: a 32-byte store read back as 8-byte loads would wait for the
+// store to retire (no store-to-load forwarding for a narrower load at an offset).
+template <int T, bool kMin>
+__attribute__((always_inline)) inline void dot32(__m256i q, const float* sc0, const float* sc1, const float* mn0,
+                                                 const float* mn1, int64_t k, Acc<T>& acc) {
+  const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+  const auto w = [&](__m128i v, const float* sc, const float* mn) {
+    const __m256 x = _mm256_mul_ps(_mm256_broadcast_ss(sc), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)));
+    if constexpr (kMin) return _mm256_sub_ps(x, _mm256_broadcast_ss(mn));
+    else return x;
+  };
+  acc.add(w(lo, sc0, mn0), k, 0);
+  acc.add(w(_mm_unpackhi_epi64(lo, lo), sc0, mn0), k + 8, 1);
+  acc.add(w(hi, sc1, mn1), k + 16, 0);
+  acc.add(w(_mm_unpackhi_epi64(hi, hi), sc1, mn1), k + 24, 1);
+}
+
+// Q4_K, Q5_K, Q6_K: no byte shuffles. Their weights are read as eight 32-bit lanes of 4 packed
+// bytes; byte b of lane i holds weight 4i + b of a 32-weight group, so shifting and masking all
+// lanes at once yields weights {4i + b}: a stride of 4. The activations were permuted once per
+// call to match (gemv_x_permuted: x'[32g + 8b + i] = x[32g + 4i + b]), so the eight lanes meet
+// their activations with one plain load. Per 8 weights: shift, mask, convert, FMA; widening
+// bytes to lanes took three shuffles per 8 on the one or two shuffle ports, which bounded
+// these kernels at ~1 weight per cycle.
+//
+// The scale is factored out of each group: P = Σ float(q)·x' per lane, then acc += scale·P,
+// and the Q4_K/Q5_K minimum is applied per super-block from the activations' 32-sums
+// (min_term). That is not the oracle's arithmetic (it rounds scale·(q·x) instead of
+// (scale·q − min)·x), so the error bound is γ_K·Σ(|scale·q| + |min|)·|x| (gemv_test.cpp).
+//
+// One group of 32 weights: q_b (b = 0..3) are its four strided octets as int32 lanes; scale
+// per lane (one sub-block, or two halves of 16 for Q6_K).
+template <int T, int kSlot>
+__attribute__((always_inline)) inline void dot32_strided(const __m256i* q, __m256 scale, int64_t k, Acc<T>& acc) {
+  const __m256 f0 = _mm256_cvtepi32_ps(q[0]), f1 = _mm256_cvtepi32_ps(q[1]);
+  const __m256 f2 = _mm256_cvtepi32_ps(q[2]), f3 = _mm256_cvtepi32_ps(q[3]);
+  for (int t = 0; t < T; ++t) {
+    const float* x = acc.x + t * acc.K + k;
+    __m256 p = _mm256_mul_ps(f0, _mm256_loadu_ps(x));
+    p = _mm256_fmadd_ps(f1, _mm256_loadu_ps(x + 8), p);
+    __m256 p2 = _mm256_mul_ps(f2, _mm256_loadu_ps(x + 16));
+    p2 = _mm256_fmadd_ps(f3, _mm256_loadu_ps(x + 24), p2);
+    acc.a[t][kSlot] = _mm256_fmadd_ps(scale, _mm256_add_ps(p, p2), acc.a[t][kSlot]);
+  }
+}
+
+// acc −= Σ_j min_j·X_j for the 8 sub-blocks of super-block i, X = the activations' 32-sums.
+template <int T>
+__attribute__((always_inline)) inline void min_term(const float* mn, int64_t i, Acc<T>& acc) {
+  const __m256 m = _mm256_loadu_ps(mn);
+  for (int t = 0; t < T; ++t)
+    acc.a[t][1] = _mm256_fnmadd_ps(m, _mm256_loadu_ps(acc.xsum32 + t * (acc.K / 32) + 8 * i), acc.a[t][1]);
+}
+
+inline __m256i load32(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+inline __m256i bytes(int v) { return _mm256_set1_epi8(char(v)); }
+// 0x10 (or `value`) in each byte whose bit `mask` is set in h, else 0.
+inline __m256i bit_to(__m256i h, int mask, int value) {
+  const __m256i m = bytes(mask);
+  return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(h, m), m), bytes(value));
+}
+
 // Q2_K and Q3_K share the layout of the low two bits: weight e = 128h + 32s + l (h = 0..1,
-// s = 0..3, l = 0..31) is bits 2s..2s+1 of qs[32h + l]; its 16-weight scale is number
-// 8h + 2s + l/16. Q2_K: d·(sc & 15)·q − dmin·(sc >> 4). Q3_K: a third bit, bit 4h + s of
-// hmask[l], cleared meaning −4; scale d·(6-bit signed scale).
+// s = 0..3, l = 0..31) is bits 2s..2s+1 of qs[32h + l]; its 16-weight scale is number e / 16.
+// Q2_K: d·(sc & 15)·q − dmin·(sc >> 4). Q3_K: a third bit, bit 4h + s of hmask[l], cleared
+// meaning −4; scale d·(6-bit signed scale), as quant/blocks_k_low.cpp q3_K_scale.
 template <int T, bool kThree>
 __attribute__((always_inline)) inline void row_q23_K(const uint8_t* row, int64_t K, Acc<T>& acc) {
-  const __m256i three = _mm256_set1_epi32(3), one = _mm256_set1_epi32(1), four = _mm256_set1_epi32(4);
+  float sc[16], mn[16];
   for (int64_t i = 0; i < K / kQK_K; ++i) {
-    const uint8_t *qs, *hmask = nullptr;
-    float dl[16], ml[16] = {};
+    const uint8_t* qs;
+    __m256i hmask = _mm256_setzero_si256();
     if constexpr (kThree) {
       const auto& b = reinterpret_cast<const quant::BlockQ3_K*>(row)[i];
-      qs = b.qs, hmask = b.hmask;
+      qs = b.qs, hmask = load32(b.hmask);
       const float d = f16(b.d);
-      for (int j = 0; j < 16; ++j) {  // quant/blocks_k_low.cpp q3_K_scale
+      for (int j = 0; j < 16; ++j) {
         const int lo = j < 8 ? (b.scales[j] & 0xF) : (b.scales[j - 8] >> 4);
-        dl[j] = d * float(int8_t((lo | (((b.scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32));
+        sc[j] = d * float(int8_t((lo | (((b.scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32));
       }
     } else {
       const auto& b = reinterpret_cast<const quant::BlockQ2_K*>(row)[i];
       qs = b.qs;
       const float d = f16(b.d), dmin = f16(b.dmin);
-      for (int j = 0; j < 16; ++j) dl[j] = d * float(b.scales[j] & 0xF), ml[j] = dmin * float(b.scales[j] >> 4);
+      for (int j = 0; j < 16; ++j) sc[j] = d * float(b.scales[j] & 0xF), mn[j] = dmin * float(b.scales[j] >> 4);
     }
     for (int h = 0; h < 2; ++h) {
-      for (int l = 0; l < 32; l += 8) {
-        const __m256i v = load8_u8(qs + 32 * h + l);
-        __m256i hm = _mm256_setzero_si256();
-        if constexpr (kThree) hm = load8_u8(hmask + l);
-        const auto w = [&](int s) {
-          __m256i q = _mm256_and_si256(_mm256_srli_epi32(v, 2 * s), three);
-          const int j = 8 * h + 2 * s + l / 16;
-          if constexpr (kThree) {
-            const __m256i hb = _mm256_and_si256(_mm256_srli_epi32(hm, 4 * h + s), one);
-            q = _mm256_sub_epi32(_mm256_or_si256(q, _mm256_slli_epi32(hb, 2)), four);
-            return _mm256_mul_ps(_mm256_set1_ps(dl[j]), _mm256_cvtepi32_ps(q));
-          } else {
-            return mul_sub_q(q, _mm256_set1_ps(dl[j]), _mm256_set1_ps(ml[j]));
-          }
-        };
-        const int64_t base = i * kQK_K + 128 * h + l;
-        acc.add(w(0), base, 0);
-        acc.add(w(1), base + 32, 1);
-        acc.add(w(2), base + 64, 0);
-        acc.add(w(3), base + 96, 1);
+      const __m256i v = load32(qs + 32 * h);
+      for (int s = 0; s < 4; ++s) {
+        __m256i q = _mm256_and_si256(_mm256_srli_epi16(v, 2 * s), bytes(3));
+        if constexpr (kThree) q = _mm256_sub_epi8(_mm256_or_si256(q, bit_to(hmask, 1 << (4 * h + s), 4)), bytes(4));
+        const int j = 8 * h + 2 * s;
+        dot32<T, !kThree>(q, sc + j, sc + j + 1, mn + j, mn + j + 1, i * kQK_K + 128 * h + 32 * s, acc);
       }
     }
   }
 }
 
-// Q4_K and Q5_K: sub-block j (32 weights) is d·sc_j·q − dmin·m_j; sub-blocks 2c and 2c+1
-// share the 32 bytes qs[32c ..] (low and high nibbles); Q5_K's fifth bit of weight l of
-// sub-block j is bit j of qh[l].
+// Q4_K and Q5_K (strided, scale and minimum factored out; see dot32_strided): sub-block j
+// (32 weights) is d·sc_j·q − dmin·m_j; sub-blocks 2c and 2c+1 share the 32 bytes qs[32c ..]
+// (low and high nibbles); Q5_K's fifth bit of weight l of sub-block j is bit j of qh[l].
 template <int T, bool kFive>
 __attribute__((always_inline)) inline void row_q45_K(const uint8_t* row, int64_t K, Acc<T>& acc) {
   const __m256i low4 = _mm256_set1_epi32(0xF), one = _mm256_set1_epi32(1);
+  float sc[8], mn[8];
   for (int64_t i = 0; i < K / kQK_K; ++i) {
-    const uint8_t *scales, *qs, *qh = nullptr;
+    const uint8_t *scales, *qs;
+    __m256i qh = _mm256_setzero_si256();
     uint16_t dh, mh;
     if constexpr (kFive) {
       const auto& b = reinterpret_cast<const quant::BlockQ5_K*>(row)[i];
-      scales = b.scales, qs = b.qs, qh = b.qh, dh = b.d, mh = b.dmin;
+      scales = b.scales, qs = b.qs, qh = load32(b.qh), dh = b.d, mh = b.dmin;
     } else {
       const auto& b = reinterpret_cast<const quant::BlockQ4_K*>(row)[i];
       scales = b.scales, qs = b.qs, dh = b.d, mh = b.dmin;
     }
     const float d = f16(dh), dmin = f16(mh);
-    for (int c = 0; c < 4; ++c) {
-      uint8_t s0, m0, s1, m1;
-      scale_min_k4(2 * c, scales, &s0, &m0);
-      scale_min_k4(2 * c + 1, scales, &s1, &m1);
-      const __m256 d0 = _mm256_set1_ps(d * float(s0)), n0 = _mm256_set1_ps(dmin * float(m0));
-      const __m256 d1 = _mm256_set1_ps(d * float(s1)), n1 = _mm256_set1_ps(dmin * float(m1));
-      const int64_t base = i * kQK_K + 64 * c;
-      for (int l = 0; l < 32; l += 8) {
-        const __m256i v = load8_u8(qs + 32 * c + l);
-        __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_srli_epi32(v, 4);
-        if constexpr (kFive) {
-          const __m256i h = load8_u8(qh + l);
-          lo = _mm256_or_si256(lo, _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, 2 * c), one), 4));
-          hi = _mm256_or_si256(hi, _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, 2 * c + 1), one), 4));
-        }
-        acc.add(mul_sub_q(lo, d0, n0), base + l, 0);
-        acc.add(mul_sub_q(hi, d1, n1), base + 32 + l, 1);
-      }
+    for (int j = 0; j < 8; ++j) {
+      uint8_t s, m;
+      scale_min_k4(j, scales, &s, &m);
+      sc[j] = d * float(s), mn[j] = dmin * float(m);
     }
+    for (int c = 0; c < 4; ++c) {
+      const __m256i v = load32(qs + 32 * c);
+      __m256i lo[4], hi[4];
+      for (int b = 0; b < 4; ++b) {
+        lo[b] = _mm256_and_si256(_mm256_srli_epi32(v, 8 * b), low4);
+        hi[b] = _mm256_and_si256(_mm256_srli_epi32(v, 8 * b + 4), low4);
+        if constexpr (kFive) {
+          lo[b] = _mm256_or_si256(lo[b], _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(qh, 8 * b + 2 * c), one), 4));
+          hi[b] = _mm256_or_si256(hi[b], _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(qh, 8 * b + 2 * c + 1), one), 4));
+        }
+      }
+      const int64_t k = i * kQK_K + 64 * c;
+      dot32_strided<T, 0>(lo, _mm256_broadcast_ss(sc + 2 * c), k, acc);
+      dot32_strided<T, 1>(hi, _mm256_broadcast_ss(sc + 2 * c + 1), k + 32, acc);
+    }
+    min_term(mn, i, acc);
   }
 }
 
-// Q6_K: in each half h (128 weights), weight 32p + l (p = 0..3) takes its low nibble from
-// ql[l + 32(p & 1)] (low nibble for p < 2, high for p >= 2) and its top two bits from
-// qh[l] >> 2p; scale scales[weight / 16]; value d·scale·(q − 32).
+// Q6_K (strided, scale factored out; no minimum, so its bound is the oracle's): in each half h
+// (128 weights), weight 32p + l (p = 0..3) takes its low nibble from ql[l + 32(p & 1)] (low
+// nibble for p < 2, high for p >= 2) and its top two bits from qh[l] >> 2p; scale
+// d·scales[weight / 16]; value scale·(q − 32). Lanes 0..3 hold l < 16, lanes 4..7 l >= 16.
 template <int T>
 __attribute__((always_inline)) inline void row_q6_K(const uint8_t* row, int64_t K, Acc<T>& acc) {
   const __m256i low4 = _mm256_set1_epi32(0xF), three = _mm256_set1_epi32(3), bias = _mm256_set1_epi32(32);
+  float sc[16];
   for (int64_t i = 0; i < K / kQK_K; ++i) {
     const auto& b = reinterpret_cast<const quant::BlockQ6_K*>(row)[i];
     const float d = f16(b.d);
+    for (int j = 0; j < 16; ++j) sc[j] = d * float(b.scales[j]);
     for (int h = 0; h < 2; ++h) {
-      const uint8_t* ql = b.ql + 64 * h;
-      const uint8_t* qh = b.qh + 32 * h;
-      const int8_t* sc = b.scales + 8 * h;
-      const int64_t base = i * kQK_K + 128 * h;
-      for (int l = 0; l < 32; l += 8) {
-        const __m256i a = load8_u8(ql + l), c = load8_u8(ql + l + 32), hb = load8_u8(qh + l);
-        const __m256i q[4] = {
-            _mm256_or_si256(_mm256_and_si256(a, low4), _mm256_slli_epi32(_mm256_and_si256(hb, three), 4)),
-            _mm256_or_si256(_mm256_and_si256(c, low4), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hb, 2), three), 4)),
-            _mm256_or_si256(_mm256_srli_epi32(a, 4), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(hb, 4), three), 4)),
-            _mm256_or_si256(_mm256_srli_epi32(c, 4), _mm256_slli_epi32(_mm256_srli_epi32(hb, 6), 4))};
-        // e = 32p + l within the half; 8 weights share one 16-weight scale.
-        const auto w = [&](int p) {
-          const __m256 s = _mm256_set1_ps(d * float(sc[(32 * p + l) / 16]));
-          return _mm256_mul_ps(s, _mm256_cvtepi32_ps(_mm256_sub_epi32(q[p], bias)));
-        };
-        acc.add(w(0), base + l, 0);
-        acc.add(w(1), base + 32 + l, 1);
-        acc.add(w(2), base + 64 + l, 0);
-        acc.add(w(3), base + 96 + l, 1);
+      const __m256i a = load32(b.ql + 64 * h), c = load32(b.ql + 64 * h + 32), hb = load32(b.qh + 32 * h);
+      for (int p = 0; p < 4; ++p) {
+        const __m256i src = (p & 1) ? c : a;
+        __m256i q[4];
+        for (int o = 0; o < 4; ++o) {
+          const __m256i lo = _mm256_and_si256(_mm256_srli_epi32(src, 8 * o + 4 * (p >> 1)), low4);
+          const __m256i hi = _mm256_and_si256(_mm256_srli_epi32(hb, 8 * o + 2 * p), three);
+          q[o] = _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)), bias);
+        }
+        const float* s = sc + 8 * h + 2 * p;
+        const __m256 scale = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_broadcast_ss(s)), _mm_broadcast_ss(s + 1), 1);
+        if (p & 1) dot32_strided<T, 1>(q, scale, i * kQK_K + 128 * h + 32 * p, acc);
+        else dot32_strided<T, 0>(q, scale, i * kQK_K + 128 * h + 32 * p, acc);
       }
     }
   }
