@@ -53,7 +53,9 @@ void gemv_rows_portable(const Matrix& w, int64_t r0, int64_t r1, const float* x,
 inline bool gemv_xsum32_needed(DType t) { return t == DType::kQ4_K || t == DType::kQ5_K; }
 // The AVX2 kernels for these types read x permuted within each 32-element group:
 // x'[32g + 8b + i] = x[32g + 4i + b] (gemv_avx2_kquants.h, dot32_strided).
-inline bool gemv_x_permuted(DType t) { return t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kQ6_K; }
+inline bool gemv_x_permuted(DType t) {
+  return t == DType::kQ8_0 || t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kQ6_K;
+}
 }  // namespace detail
 
 }  // namespace temper::forward

@@ -72,18 +72,18 @@ __attribute__((always_inline)) inline void row_bf16(const uint8_t* row, int64_t 
   for (; k < K; ++k) acc.add_scalar(__builtin_bit_cast(float, uint32_t(p[k]) << 16), k);
 }
 
+// Q8_0, strided like the k-quants (gemv_avx2_kquants.h, dot32_strided; x permuted by the
+// caller): byte b of each 32-bit lane sign-extended by two shifts, no byte shuffles; the block
+// scale d factored out of the sum (d·Σ q·x, no minimum, so the oracle's bound holds).
 template <int T>
 __attribute__((always_inline)) inline void row_q8_0(const uint8_t* row, int64_t K, Acc<T>& acc) {
   const auto* b = reinterpret_cast<const quant::BlockQ8_0*>(row);
   for (int64_t i = 0; i < K / quant::kQK; ++i) {
-    const __m256 d = _mm256_set1_ps(f16(b[i].d));
-    const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[i].qs));
-    const __m128i q1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[i].qs + 16));
-    const int64_t k = i * quant::kQK;
-    acc.add(mul_q(lo8_i8(q0), d), k, 0);
-    acc.add(mul_q(hi8_i8(q0), d), k + 8, 1);
-    acc.add(mul_q(lo8_i8(q1), d), k + 16, 0);
-    acc.add(mul_q(hi8_i8(q1), d), k + 24, 1);
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qs));
+    const __m256i q[4] = {_mm256_srai_epi32(_mm256_slli_epi32(v, 24), 24), _mm256_srai_epi32(_mm256_slli_epi32(v, 16), 24),
+                          _mm256_srai_epi32(_mm256_slli_epi32(v, 8), 24), _mm256_srai_epi32(v, 24)};
+    if (i & 1) dot32_strided<T, 1>(q, _mm256_set1_ps(f16(b[i].d)), i * quant::kQK, acc);
+    else dot32_strided<T, 0>(q, _mm256_set1_ps(f16(b[i].d)), i * quant::kQK, acc);
   }
 }
 

@@ -11,16 +11,26 @@ namespace temper::forward::detail::avx2 {
 
 using quant::kQK_K;
 
-// ggml get_scale_min_k4 (as in quant/blocks_k.cpp).
-inline void scale_min_k4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
-  if (j < 4) {
-    *d = q[j] & 63;
-    *m = q[j + 4] & 63;
-  } else {
-    *d = uint8_t((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-    *m = uint8_t((q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4));
-  }
+// The eight 6-bit scales and eight 6-bit minimums of a Q4_K/Q5_K super-block (ggml
+// get_scale_min_k4 for j = 0..7, as in quant/blocks_k.cpp) as float vectors d·sc and dmin·m,
+// unpacked 4 bytes at a time (ggml's utmp arrangement): scalar code per sub-block cost about as
+// much as the vector work on its 32 weights.
+inline void scales_mins_k4(const uint8_t* q, float d, float dmin, __m256* sc, __m256* mn) {
+  constexpr uint32_t kLow6 = 0x3f3f3f3f, kLow4 = 0x0f0f0f0f, kLow2 = 0x03030303;
+  uint32_t u[3];
+  __builtin_memcpy(u, q, 12);
+  // Scales 0..3: low 6 bits of bytes 0..3; 4..7: low nibble of bytes 8..11 | top 2 bits of 0..3.
+  // Mins 0..3: low 6 bits of bytes 4..7; 4..7: high nibble of bytes 8..11 | top 2 bits of 4..7.
+  const uint32_t s_lo = u[0] & kLow6, s_hi = (u[2] & kLow4) | (((u[0] >> 6) & kLow2) << 4);
+  const uint32_t m_lo = u[1] & kLow6, m_hi = ((u[2] >> 4) & kLow4) | (((u[1] >> 6) & kLow2) << 4);
+  const __m256i si = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(uint64_t(s_lo) | (uint64_t(s_hi) << 32))));
+  const __m256i mi = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(uint64_t(m_lo) | (uint64_t(m_hi) << 32))));
+  *sc = _mm256_mul_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(si));
+  *mn = _mm256_mul_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(mi));
 }
+
+// Lane j of v in all lanes.
+inline __m256 lane(__m256 v, int j) { return _mm256_permutevar8x32_ps(v, _mm256_set1_epi32(j)); }
 
 // Every k-quant kernel unpacks the bit fields of 32 weights at a time into one register of
 // signed bytes q (256-bit byte operations: a few per 32 weights, where unpacking into 32-bit
@@ -75,8 +85,7 @@ __attribute__((always_inline)) inline void dot32_strided(const __m256i* q, __m25
 
 // acc −= Σ_j min_j·X_j for the 8 sub-blocks of super-block i, X = the activations' 32-sums.
 template <int T>
-__attribute__((always_inline)) inline void min_term(const float* mn, int64_t i, Acc<T>& acc) {
-  const __m256 m = _mm256_loadu_ps(mn);
+__attribute__((always_inline)) inline void min_term(__m256 m, int64_t i, Acc<T>& acc) {
   for (int t = 0; t < T; ++t)
     acc.a[t][1] = _mm256_fnmadd_ps(m, _mm256_loadu_ps(acc.xsum32 + t * (acc.K / 32) + 8 * i), acc.a[t][1]);
 }
@@ -131,7 +140,6 @@ __attribute__((always_inline)) inline void row_q23_K(const uint8_t* row, int64_t
 template <int T, bool kFive>
 __attribute__((always_inline)) inline void row_q45_K(const uint8_t* row, int64_t K, Acc<T>& acc) {
   const __m256i low4 = _mm256_set1_epi32(0xF), one = _mm256_set1_epi32(1);
-  float sc[8], mn[8];
   for (int64_t i = 0; i < K / kQK_K; ++i) {
     const uint8_t *scales, *qs;
     __m256i qh = _mm256_setzero_si256();
@@ -143,12 +151,8 @@ __attribute__((always_inline)) inline void row_q45_K(const uint8_t* row, int64_t
       const auto& b = reinterpret_cast<const quant::BlockQ4_K*>(row)[i];
       scales = b.scales, qs = b.qs, dh = b.d, mh = b.dmin;
     }
-    const float d = f16(dh), dmin = f16(mh);
-    for (int j = 0; j < 8; ++j) {
-      uint8_t s, m;
-      scale_min_k4(j, scales, &s, &m);
-      sc[j] = d * float(s), mn[j] = dmin * float(m);
-    }
+    __m256 sc, mn;
+    scales_mins_k4(scales, f16(dh), f16(mh), &sc, &mn);
     for (int c = 0; c < 4; ++c) {
       const __m256i v = load32(qs + 32 * c);
       __m256i lo[4], hi[4];
@@ -161,8 +165,8 @@ __attribute__((always_inline)) inline void row_q45_K(const uint8_t* row, int64_t
         }
       }
       const int64_t k = i * kQK_K + 64 * c;
-      dot32_strided<T, 0>(lo, _mm256_broadcast_ss(sc + 2 * c), k, acc);
-      dot32_strided<T, 1>(hi, _mm256_broadcast_ss(sc + 2 * c + 1), k + 32, acc);
+      dot32_strided<T, 0>(lo, lane(sc, 2 * c), k, acc);
+      dot32_strided<T, 1>(hi, lane(sc, 2 * c + 1), k + 32, acc);
     }
     min_term(mn, i, acc);
   }
@@ -175,12 +179,13 @@ __attribute__((always_inline)) inline void row_q45_K(const uint8_t* row, int64_t
 template <int T>
 __attribute__((always_inline)) inline void row_q6_K(const uint8_t* row, int64_t K, Acc<T>& acc) {
   const __m256i low4 = _mm256_set1_epi32(0xF), three = _mm256_set1_epi32(3), bias = _mm256_set1_epi32(32);
-  float sc[16];
   for (int64_t i = 0; i < K / kQK_K; ++i) {
     const auto& b = reinterpret_cast<const quant::BlockQ6_K*>(row)[i];
-    const float d = f16(b.d);
-    for (int j = 0; j < 16; ++j) sc[j] = d * float(b.scales[j]);
+    const __m256 d = _mm256_set1_ps(f16(b.d));
     for (int h = 0; h < 2; ++h) {
+      // d·scales[8h .. 8h+7] (int8), one vector; group p uses scales 2p (lanes 0..3) and 2p+1.
+      const __m256 sc = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
+                                             _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.scales + 8 * h)))));
       const __m256i a = load32(b.ql + 64 * h), c = load32(b.ql + 64 * h + 32), hb = load32(b.qh + 32 * h);
       for (int p = 0; p < 4; ++p) {
         const __m256i src = (p & 1) ? c : a;
@@ -190,8 +195,8 @@ __attribute__((always_inline)) inline void row_q6_K(const uint8_t* row, int64_t 
           const __m256i hi = _mm256_and_si256(_mm256_srli_epi32(hb, 8 * o + 2 * p), three);
           q[o] = _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)), bias);
         }
-        const float* s = sc + 8 * h + 2 * p;
-        const __m256 scale = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_broadcast_ss(s)), _mm_broadcast_ss(s + 1), 1);
+        const __m256 scale = _mm256_permutevar8x32_ps(sc, _mm256_setr_epi32(2 * p, 2 * p, 2 * p, 2 * p, 2 * p + 1,
+                                                                             2 * p + 1, 2 * p + 1, 2 * p + 1));
         if (p & 1) dot32_strided<T, 1>(q, scale, i * kQK_K + 128 * h + 32 * p, acc);
         else dot32_strided<T, 0>(q, scale, i * kQK_K + 128 * h + 32 * p, acc);
       }
