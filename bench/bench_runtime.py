@@ -4,12 +4,17 @@ GGUFs (Q8_0, Q4_K_M of a generated ~1.2B-parameter bf16 Llama-shaped model), sam
 512-token batch; temper's peak RSS; and `temper compare` wall time for base + 3 candidates.
 
   bench/bench_runtime.py [--gb 2.5] [--work DIR] [--threads 2] [--build build]
-  bench/bench_runtime.py --decode [--decode-gb 0.1] [--threads 2]   (decode only, issue #12)
+  bench/bench_runtime.py --decode [--decode-gb 0.1] [--threads 2] [--loaded]   (issue #12)
 
---decode: greedy decode tokens/s, `temper generate` vs llama.cpp (bench/llama_decode_speed.mjs),
-same GGUF and threads, for F32, BF16, Q8_0, Q4_K_M, Q6_K of a generated Llama-shaped checkpoint
-(hidden 2048, ffn 8192; 0.1 GB = one layer, ~60M parameters). temper: 128 new tokens minus a
-1-token run (cancels load and prompt), best of 2; llama.cpp: best of 2 timed runs after a warm-up.
+--decode: greedy decode tokens/s, `temper generate` vs llama.cpp's `llama-bench` (tg128, built in
+.llama-ref/tools/bin), same GGUF, for F32, BF16, Q8_0, Q4_K_M, Q6_K of a generated Llama-shaped
+checkpoint (hidden 2048, ffn 8192; 0.1 GB = one layer, ~60M parameters). Two figures per type:
+  - wall tok/s at --threads: temper 129 new tokens minus a 1-token run (cancels load and prompt),
+    best of 2; llama-bench's tg128 (its own warm-up, mean of 2 repetitions);
+  - tok/s per CPU-second at 1 thread (the figure that survives a shared machine): the child's
+    user+system CPU time of 129 tokens minus that of 1, for both programs alike.
+--loaded: the same with one competing CPU-bound process running throughout (a busy loop), as a
+user running temper next to another job. The load average is printed with every figure.
 
 temper has no prompt-only command, so its speed is measured through `temper eval --json`
 (whose "seconds" include the model load and tokenization): one run on a text of 511 tokens (one
@@ -110,38 +115,86 @@ def compare_wall(args, env, temper):
     return secs, rss, res.get("n_text_tokens", res.get("base", {}).get("n_text_tokens")), cands
 
 
-def temper_generate_seconds(temper, threads, gguf, n, env):
-    secs, _, out = run([temper, "-q", "-t", str(threads), "generate", gguf, "-p", "", "-n", str(n), "--json"],
-                       env, capture=True)
-    return secs, len(json.loads(out)["new_ids"])
+LLAMA_BENCH = os.path.join(ROOT, ".llama-ref", "tools", "bin", "llama-bench")
+
+
+def run_cpu(cmd, env):
+    """Runs cmd; returns (wall seconds, child CPU seconds, stdout)."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    out = p.stdout.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    if status != 0:
+        raise SystemExit(f"failed ({status}): {' '.join(cmd)}")
+    return time.perf_counter() - t0, usage.ru_utime + usage.ru_stime, out
+
+
+def temper_generate(temper, threads, gguf, n, env):
+    wall, cpu, out = run_cpu([temper, "-q", "-t", str(threads), "generate", gguf, "-p", "", "-n", str(n), "--json"],
+                             env)
+    got = len(json.loads(out)["new_ids"])
+    if got != n:
+        raise SystemExit(f"temper generate made {got} tokens, not {n} (end of text?): {gguf}")
+    return wall, cpu
+
+
+def llama_bench(gguf, threads, n, reps, env):
+    """llama-bench tg<n>: (mean tok/s, child CPU seconds)."""
+    _, cpu, out = run_cpu([LLAMA_BENCH, "-m", gguf, "-p", "0", "-n", str(n), "-t", str(threads), "-r", str(reps),
+                           "-o", "json"], env)
+    return json.loads(out)[0]["avg_ts"], cpu
+
+
+def load_average():
+    return "%.1f" % os.getloadavg()[0]
 
 
 def decode_speed(args, env, temper, gguf, n_new=128):
-    """Decode tokens/s of temper and llama.cpp on gguf; temper's load cancelled by a 1-token run."""
+    """Wall tok/s at args.threads and CPU-time tok/s at 1 thread, temper and llama.cpp."""
     subprocess.run(["cat", gguf], stdout=subprocess.DEVNULL, check=True)  # page cache warm for both
+    r = {"load_before": load_average()}
     ours = 0.0
     for _ in range(2):
-        t1, _ = temper_generate_seconds(temper, args.threads, gguf, 1, env)
-        tn, got = temper_generate_seconds(temper, args.threads, gguf, 1 + n_new, env)
-        ours = max(ours, (got - 1) / (tn - t1))
-    _, _, out = run(["node", os.path.join(HERE, "llama_decode_speed.mjs"), gguf, str(n_new), str(args.threads), "2"],
-                    env, capture=True)
-    ref = json.loads(out)
-    theirs = max(k / s for k, s in zip(ref["n_new"], ref["seconds"]))
-    return ours, theirs
+        w1, _ = temper_generate(temper, args.threads, gguf, 1, env)
+        wn, _ = temper_generate(temper, args.threads, gguf, 1 + n_new, env)
+        ours = max(ours, n_new / (wn - w1))
+    r["temper_wall"] = ours
+    r["llama_wall"] = llama_bench(gguf, args.threads, n_new, 2, env)[0]
+    # CPU time at 1 thread: best of 2 differences for each program.
+    r["temper_cpu"] = max(n_new / (temper_generate(temper, 1, gguf, 1 + n_new, env)[1] -
+                                   temper_generate(temper, 1, gguf, 1, env)[1]) for _ in range(2))
+    r["llama_cpu"] = max(n_new / (llama_bench(gguf, 1, 1 + n_new, 1, env)[1] - llama_bench(gguf, 1, 1, 1, env)[1])
+                         for _ in range(2))
+    r["load_after"] = load_average()
+    return r
 
 
 def decode_main(args, env, temper):
     src, total, _, n_layer = cached_checkpoint(os.path.join(args.work, "decode"), args.decode_gb)
+    if not os.path.exists(LLAMA_BENCH):
+        raise SystemExit(f"{LLAMA_BENCH} missing: run scripts/setup-llama-ref.sh")
     print(f"decode: {total // 2 / 1e6:.0f}M-parameter Llama-shaped model ({n_layer} layers, hidden 2048, "
-          f"ffn 8192, vocab 512, random bf16 weights), {args.threads} threads, greedy, 128 new tokens")
-    for t in ("F32", "BF16", "Q8_0", "Q4_K_M", "Q6_K"):
-        gguf = os.path.join(args.work, "decode", f"decode.{t}.gguf")
-        if not os.path.exists(gguf):
-            run([temper, "-q", "-t", str(args.threads), "quantize", src, "-t", t, "-o", gguf], env)
-        ours, theirs = decode_speed(args, env, temper, gguf)
-        print(f"{t:6s} ({os.path.getsize(gguf) / 2**20:.0f} MiB): temper {ours:.1f} tok/s, llama.cpp {theirs:.1f} tok/s, "
-              f"ratio {ours / theirs:.2f}x")
+          f"ffn 8192, vocab 512, random bf16 weights), greedy, 128 new tokens; wall at {args.threads} threads, "
+          f"CPU time at 1 thread; {os.cpu_count()} CPUs")
+    hog = None
+    if args.loaded:
+        hog = subprocess.Popen(["/usr/bin/python3", "-c", "while True: pass"])
+        print("loaded: one competing CPU-bound process (a Python busy loop) runs throughout")
+    try:
+        for t in ("F32", "BF16", "Q8_0", "Q4_K_M", "Q6_K"):
+            gguf = os.path.join(args.work, "decode", f"decode.{t}.gguf")
+            if not os.path.exists(gguf):
+                run([temper, "-q", "-t", str(args.threads), "quantize", src, "-t", t, "-o", gguf], env)
+            r = decode_speed(args, env, temper, gguf)
+            print(f"{t:6s} ({os.path.getsize(gguf) / 2**20:3.0f} MiB): {args.threads} threads wall: temper "
+                  f"{r['temper_wall']:6.1f}, llama.cpp {r['llama_wall']:6.1f} tok/s, ratio "
+                  f"{r['temper_wall'] / r['llama_wall']:.2f}x | 1 thread per CPU-s: temper {r['temper_cpu']:6.1f}, "
+                  f"llama.cpp {r['llama_cpu']:6.1f}, ratio {r['temper_cpu'] / r['llama_cpu']:.2f}x | load "
+                  f"{r['load_before']}->{r['load_after']}", flush=True)
+    finally:
+        if hog:
+            hog.kill()
+            hog.wait()
 
 
 def main():
@@ -152,6 +205,7 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--decode", action="store_true", help="only the decode comparison (issue #12)")
     ap.add_argument("--decode-gb", type=float, default=0.1, help="bf16 checkpoint size for --decode")
+    ap.add_argument("--loaded", action="store_true", help="--decode with one competing CPU-bound process")
     args = ap.parse_args()
     env = bench_env("bench_runtime", args.threads)
     temper = os.path.join(args.build, "temper")

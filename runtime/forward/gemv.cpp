@@ -9,10 +9,6 @@
 #include <string>
 #include <vector>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "core/error.h"
 #include "quant/quant.h"
 
@@ -30,10 +26,12 @@ bool portable_forced_by_env() {
 // row is walked in 256-element chunks plus a tail that is still whole blocks.
 constexpr int64_t kChunk = 256;
 
+}  // namespace
+
 // Portable kernel: one chunk dequantised into an L1 buffer, then dotted with every token.
 // Eight independent partial sums per token so the compiler can vectorise without reassociating.
-void gemv_rows_portable(const Matrix& w, int64_t r0, int64_t r1, const float* x, int64_t T,
-                        float* y, int64_t ldy) {
+void detail::gemv_rows_portable(const Matrix& w, int64_t r0, int64_t r1, const float* x, int64_t T,
+                        float* y, int64_t ldy, const float*) {
   const int64_t K = w.cols;
   const size_t chunk_bytes = quant::row_bytes(w.dtype, kChunk);
   alignas(32) float buf[kChunk];
@@ -59,8 +57,6 @@ void gemv_rows_portable(const Matrix& w, int64_t r0, int64_t r1, const float* x,
   }
 }
 
-}  // namespace
-
 bool gemv_avx2_available() {
   static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                          __builtin_cpu_supports("f16c");
@@ -70,7 +66,9 @@ bool gemv_avx2_available() {
 bool gemv_avx2_supports(DType t) {
   switch (t) {
     case DType::kF32: case DType::kF16: case DType::kBF16: case DType::kQ8_0:
-    case DType::kQ4_K: case DType::kQ5_K: case DType::kQ6_K:
+    case DType::kQ4_0: case DType::kQ4_1: case DType::kQ5_0: case DType::kQ5_1:
+    case DType::kIQ4_NL: case DType::kIQ4_XS:
+    case DType::kQ2_K: case DType::kQ3_K: case DType::kQ4_K: case DType::kQ5_K: case DType::kQ6_K:
       return true;
     default:
       return false;
@@ -94,25 +92,38 @@ GemvPath gemv_path_for(DType t) {
 void gemv_forward(float* y, const float* x, const Matrix& w, int64_t n_tokens, int64_t ldy) {
   const int64_t N = w.rows, K = w.cols;
   if (n_tokens < 1 || n_tokens > kGemvMaxTokens)
-    throw Error("gemv: n_tokens " + std::to_string(n_tokens) + " outside [1, 8]");
+    throw Error("gemv: n_tokens " + std::to_string(n_tokens) + " outside [1, " + std::to_string(kGemvMaxTokens) + "]");
   if (N == 0) return;
   const bool avx2 = gemv_path_for(w.dtype) == GemvPath::kAvx2;
-  // One contiguous range of rows per thread; skip threading for products too small to pay
-  // for waking the pool.
-  const bool parallel = N * K >= (int64_t{1} << 16) && N >= 16;
-#pragma omp parallel if (parallel)
-  {
-#ifdef _OPENMP
-    const int nt = omp_get_num_threads(), id = omp_get_thread_num();
-#else
-    const int nt = 1, id = 0;
-#endif
-    const int64_t per = (N + nt - 1) / nt;
-    const int64_t r0 = std::min(N, per * id), r1 = std::min(N, r0 + per);
-    if (r0 < r1) {
-      if (avx2) detail::gemv_rows_avx2(w.dtype, w, r0, r1, x, n_tokens, y, ldy);
-      else gemv_rows_portable(w, r0, r1, x, n_tokens, y, ldy);
-    }
+  const auto rows = avx2 ? detail::gemv_rows_avx2 : detail::gemv_rows_portable;
+  // Sums of each token's activations over 32-element sub-blocks, shared by all rows.
+  thread_local std::vector<float> xsum;
+  const float* xsum32 = nullptr;
+  if (avx2 && detail::gemv_xsum32_needed(w.dtype)) {
+    xsum.resize(size_t(n_tokens * (K / 32)));
+    for (int64_t t = 0; t < n_tokens; ++t)
+      for (int64_t j = 0; j < K / 32; ++j) {
+        float s = 0;
+        for (int l = 0; l < 32; ++l) s += x[t * K + 32 * j + l];
+        xsum[size_t(t * (K / 32) + j)] = s;
+      }
+    xsum32 = xsum.data();
+  }
+  thread_local std::vector<float> xperm;
+  if (avx2 && detail::gemv_x_permuted(w.dtype)) {
+    xperm.resize(size_t(n_tokens * K));
+    for (int64_t g = 0; g < n_tokens * K; g += 32)
+      for (int b = 0; b < 4; ++b)
+        for (int i = 0; i < 8; ++i) xperm[size_t(g + 8 * b + i)] = x[g + 4 * i + b];
+    x = xperm.data();
+  }
+  // Skip threading for products too small to pay for waking the pool.
+  const bool parallel = N * K >= (int64_t{1} << 16) && N >= 2 * kGemvRowChunk;
+  const int64_t n_chunks = (N + kGemvRowChunk - 1) / kGemvRowChunk;
+#pragma omp parallel for schedule(dynamic) if (parallel)
+  for (int64_t c = 0; c < n_chunks; ++c) {
+    const int64_t r0 = c * kGemvRowChunk;
+    rows(w, r0, std::min(N, r0 + kGemvRowChunk), x, n_tokens, y, ldy, xsum32);
   }
 }
 

@@ -1,9 +1,11 @@
 // Small-batch matrix product (decode): y = x · Wᵀ for n_tokens <= kGemvMaxTokens. Each
 // quantised block of W is read once, dequantised in registers (or a block-sized L1 buffer on
 // the portable path) and dotted with every token's activations; f32 accumulation, activations
-// stay f32. Threaded over output rows (OpenMP, static contiguous chunks).
+// stay f32. Threaded over output rows: OpenMP (the one pool of core/threads.h), chunks of
+// kGemvRowChunk rows handed out dynamically, so a thread whose core is busy with another
+// process does not hold back the rest.
 //
-// Paths: AVX2+FMA+F16C kernels for the common types, chosen at run time from the CPU's
+// Paths: AVX2+FMA+F16C kernels for every stored type, chosen at run time from the CPU's
 // features (the code is compiled with a target attribute, so the binary does not need
 // -march=native); a portable path for every type dequantize_row handles. TEMPER_PORTABLE_KERNELS=1
 // or set_gemv_path(kPortable) forces the portable path (tests).
@@ -15,7 +17,11 @@
 
 namespace temper::forward {
 
-inline constexpr int64_t kGemvMaxTokens = 8;
+// Up to 16 tokens: past that, dequantising a tile once and running sgemm wins (bench_gemv).
+inline constexpr int64_t kGemvMaxTokens = 16;
+// Rows per unit of work: small enough for dynamic balance, large enough that the claim (one
+// atomic) is noise, and 16 f32 outputs are one 64-byte line, so threads rarely share a line.
+inline constexpr int64_t kGemvRowChunk = 16;
 
 enum class GemvPath : uint8_t { kAuto, kPortable, kAvx2 };
 
@@ -36,10 +42,20 @@ void gemv_forward(float* y, const float* x, const Matrix& w, int64_t n_tokens, i
 void gemv_reference(double* y, const float* x, const Matrix& w, int64_t n_tokens, int64_t ldy);
 
 namespace detail {
-// One output row for T tokens: out[t] = Σ_k w[k] x[t*ldx + k]. The AVX2 entry is defined in
-// gemv_avx2.cpp and is only called after gemv_avx2_available().
-void gemv_rows_avx2(DType t, const Matrix& w, int64_t r0, int64_t r1, const float* x, int64_t T,
-                    float* y, int64_t ldy);
+// Rows [r0, r1) for T tokens: y[t*ldy + r] = Σ_k w[r][k] x[t*K + k]. The AVX2 entry is
+// defined in gemv_avx2.cpp and is only called after gemv_avx2_available(); the portable one
+// handles every type quant::dequantize_row does. xsum32 (T, K/32): sums of x over 32-element
+// sub-blocks, which the AVX2 Q4_K/Q5_K kernels use for their minimum term (gemv_xsum32_needed).
+void gemv_rows_avx2(const Matrix& w, int64_t r0, int64_t r1, const float* x, int64_t T, float* y,
+                    int64_t ldy, const float* xsum32);
+void gemv_rows_portable(const Matrix& w, int64_t r0, int64_t r1, const float* x, int64_t T, float* y,
+                        int64_t ldy, const float* xsum32);
+inline bool gemv_xsum32_needed(DType t) { return t == DType::kQ4_K || t == DType::kQ5_K; }
+// The AVX2 kernels for these types read x permuted within each 32-element group:
+// x'[32g + 8b + i] = x[32g + 4i + b] (gemv_avx2_kquants.h, dot32_strided).
+inline bool gemv_x_permuted(DType t) {
+  return t == DType::kQ8_0 || t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kQ6_K;
+}
 }  // namespace detail
 
 }  // namespace temper::forward

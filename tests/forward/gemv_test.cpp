@@ -7,18 +7,29 @@
 // summation order: |ŷ − y| ≤ γ_K · Σ|w_i x_i|, γ_K = K·u / (1 − K·u), u = 2^-24. We use that
 // bound as is (no practical multiplier), so a kernel reading a wrong nibble, scale or
 // activation fails it by orders of magnitude.
+//
+// The AVX2 Q4_K/Q5_K kernels factor the sub-block scale s and minimum m out of the sum
+// (Σ s·(Σ q·x) − Σ m·(Σ x)), so their terms are s·q·x and m·x rather than w·x: each of the
+// K weights' two terms passes through at most 1 (product) + 4 (group sum) + 2 (scale FMA,
+// add) + K/16 (accumulators) + 3 (horizontal sum) roundings, the activation sums through 32,
+// and the oracle's weight fl(fl(s·q) − m) differs from s·q − m by ≤ 2u(|s·q| + |m|); for
+// K >= 256 all of that stays under K roundings, so the bound is γ_K·Σ(|s·q| + |m|)·|x|.
+// Σ(|s·q| + |m|)·|x| is computed from the reference dequantiser on copies of the blocks with
+// dmin = 0 (giving s·q) and with d = 0 (giving −m).
 #include "forward/gemv.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "forward/matmul.h"
 #include "quant/quant.h"
+#include "quant/quant_common.h"
 
 namespace temper::forward {
 namespace {
@@ -50,12 +61,11 @@ Quantized quantize(DType t, const std::vector<float>& w, int64_t N, int64_t K) {
   return q;
 }
 
-// Runs gemv on `path` for T = 1..8 and checks every output against the oracle and the bound;
+// Runs gemv on `path` for T = 1..kGemvMaxTokens (16: two register groups of 8 on AVX2) and checks every output against the oracle and the bound;
 // columns past N in the wider rows (ldy = N + 3) must stay untouched.
-void check(const Matrix& w, GemvPath path, const std::vector<float>& x, const std::string& what) {
+// The oracle runs once for all paths.
+void check(const Matrix& w, const std::vector<GemvPath>& paths, const std::vector<float>& x, const std::string& what) {
   const int64_t N = w.rows, K = w.cols, ldy = N + 3;
-  set_gemv_path(path);
-  ASSERT_EQ(gemv_path_for(w.dtype), path) << what;
   std::vector<double> ref(size_t(kGemvMaxTokens * ldy));
   gemv_reference(ref.data(), x.data(), w, kGemvMaxTokens, ldy);
   // Σ|w_i x_i| per output, from the dequantised rows.
@@ -69,20 +79,50 @@ void check(const Matrix& w, GemvPath path, const std::vector<float>& x, const st
       mag[size_t(t * ldy + r)] = s;
     }
   }
-  const double gamma = K * kU / (1 - K * kU);
-  for (int64_t T = 1; T <= kGemvMaxTokens; ++T) {
-    std::vector<float> y(size_t(T * ldy), -7.0f);
-    gemv_forward(y.data(), x.data(), w, T, ldy);
-    int bad = 0;
-    for (int64_t t = 0; t < T; ++t) {
-      for (int64_t r = 0; r < N; ++r) {
-        const size_t i = size_t(t * ldy + r);
-        const double err = std::fabs(double(y[i]) - ref[i]), bound = gamma * mag[i];
-        if (!(err <= bound) && bad++ < 3)
-          ADD_FAILURE() << what << " T=" << T << " t=" << t << " row " << r << ": got " << y[i] << " want "
-                        << ref[i] << " err " << err << " > bound " << bound;
+  // Σ(|s·q| + |m|)·|x| for the factored kernels (see the top of the file).
+  std::vector<double> mag_factored = mag;
+  const bool factored = w.dtype == DType::kQ4_K || w.dtype == DType::kQ5_K;
+  if (factored) {
+    const size_t block = w.dtype == DType::kQ4_K ? sizeof(quant::BlockQ4_K) : sizeof(quant::BlockQ5_K);
+    std::vector<uint8_t> scale_only(w.row_bytes), min_only(w.row_bytes);
+    std::vector<float> sq(static_cast<size_t>(K)), mn(static_cast<size_t>(K));
+    for (int64_t r = 0; r < N; ++r) {
+      std::memcpy(scale_only.data(), w.row(r), w.row_bytes);
+      std::memcpy(min_only.data(), w.row(r), w.row_bytes);
+      for (size_t b = 0; b < w.row_bytes; b += block) {  // {uint16 d, dmin, ...}: f16 zero is 0x0000
+        scale_only[b + 2] = scale_only[b + 3] = 0;
+        min_only[b] = min_only[b + 1] = 0;
       }
-      for (int64_t c = N; c < ldy; ++c) EXPECT_EQ(y[size_t(t * ldy + c)], -7.0f) << what << " wrote past N";
+      quant::dequantize_row(w.dtype, scale_only.data(), sq.data(), K);
+      quant::dequantize_row(w.dtype, min_only.data(), mn.data(), K);
+      for (int64_t t = 0; t < kGemvMaxTokens; ++t) {
+        double s = 0;
+        for (int64_t k = 0; k < K; ++k)
+          s += (std::fabs(double(sq[size_t(k)])) + std::fabs(double(mn[size_t(k)]))) * std::fabs(x[size_t(t * K + k)]);
+        mag_factored[size_t(t * ldy + r)] = s;
+      }
+    }
+  }
+  const double gamma = K * kU / (1 - K * kU);
+  for (const GemvPath path : paths) {
+    const std::vector<double>& bound_mag = factored && path == GemvPath::kAvx2 ? mag_factored : mag;
+    set_gemv_path(path);
+    ASSERT_EQ(gemv_path_for(w.dtype), path) << what;
+    const std::string where = what + (path == GemvPath::kAvx2 ? " avx2" : " portable");
+    for (int64_t T = 1; T <= kGemvMaxTokens; ++T) {
+      std::vector<float> y(size_t(T * ldy), -7.0f);
+      gemv_forward(y.data(), x.data(), w, T, ldy);
+      int bad = 0;
+      for (int64_t t = 0; t < T; ++t) {
+        for (int64_t r = 0; r < N; ++r) {
+          const size_t i = size_t(t * ldy + r);
+          const double err = std::fabs(double(y[i]) - ref[i]), bound = gamma * bound_mag[i];
+          if (!(err <= bound) && bad++ < 3)
+            ADD_FAILURE() << where << " T=" << T << " t=" << t << " row " << r << ": got " << y[i] << " want "
+                          << ref[i] << " err " << err << " > bound " << bound;
+        }
+        for (int64_t c = N; c < ldy; ++c) EXPECT_EQ(y[size_t(t * ldy + c)], -7.0f) << where << " wrote past N";
+      }
     }
   }
   set_gemv_path(GemvPath::kAuto);
@@ -100,27 +140,27 @@ TEST_P(GemvTypes, MatchesOracleWithinAccumulationBound) {
   const DType t = GetParam();
   struct Shape { int64_t N, K; };
   // K: one and two super-blocks, an odd multiple (3), and 4096 + 256 (17 super-blocks).
-  const Shape shapes[] = {{1, 256}, {3, 512}, {17, 768}, {1000, 256}, {1000, 512}, {3, 4352}, {17, 4352}};
+  // N: one row, fewer than a row chunk (16), one more than two chunks (33), 1000 (a partial last
+  // chunk of 8).
+  const Shape shapes[] = {{1, 256}, {3, 512}, {33, 768}, {1000, 256}, {1000, 512}, {3, 4352}, {17, 4352}};
   uint32_t seed = 1;
   for (const bool heavy : {false, true}) {
     for (const Shape s : shapes) {
       const auto wf = weights(s.N * s.K, seed++, heavy);
       const auto q = quantize(t, wf, s.N, s.K);
       const auto x = weights(kGemvMaxTokens * s.K, seed++, heavy);
-      for (const GemvPath p : paths_for(t)) {
-        const std::string what = std::string(dtype_name(t)) + (p == GemvPath::kAvx2 ? " avx2" : " portable") +
-                                 (heavy ? " heavy" : " normal") + " N=" + std::to_string(s.N) +
-                                 " K=" + std::to_string(s.K);
-        check(q.m, p, x, what);
-      }
+      const std::string what = std::string(dtype_name(t)) + (heavy ? " heavy" : " normal") +
+                               " N=" + std::to_string(s.N) + " K=" + std::to_string(s.K);
+      check(q.m, paths_for(t), x, what);
     }
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllTypes, GemvTypes,
                          ::testing::Values(DType::kQ4_K, DType::kQ6_K, DType::kQ8_0, DType::kF16, DType::kBF16,
-                                           DType::kF32, DType::kQ5_K, DType::kQ4_0, DType::kQ2_K, DType::kQ3_K,
-                                           DType::kIQ4_XS, DType::kIQ4_NL),
+                                           DType::kF32, DType::kQ5_K, DType::kQ4_0, DType::kQ4_1, DType::kQ5_0,
+                                           DType::kQ5_1, DType::kQ2_K, DType::kQ3_K, DType::kIQ4_XS,
+                                           DType::kIQ4_NL),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 
 // Plain float types have no blocks: K need not be a multiple of 8 (the AVX2 tail).
@@ -129,7 +169,7 @@ TEST(Gemv, FloatTypesWithRaggedK) {
     for (const int64_t K : {1, 7, 13, 259}) {
       const auto q = quantize(t, weights(5 * K, 100 + uint32_t(K), false), 5, K);
       const auto x = weights(kGemvMaxTokens * K, 200 + uint32_t(K), false);
-      for (const GemvPath p : paths_for(t)) check(q.m, p, x, std::string(dtype_name(t)) + " K=" + std::to_string(K));
+      check(q.m, paths_for(t), x, std::string(dtype_name(t)) + " K=" + std::to_string(K));
     }
   }
 }
@@ -139,7 +179,16 @@ TEST(Gemv, EnvironmentForcesPortablePath) {
   EXPECT_EQ(gemv_path_for(DType::kQ4_K), GemvPath::kPortable);
   unsetenv("TEMPER_PORTABLE_KERNELS");
   EXPECT_EQ(gemv_path_for(DType::kQ4_K), gemv_avx2_available() ? GemvPath::kAvx2 : GemvPath::kPortable);
-  EXPECT_EQ(gemv_path_for(DType::kQ2_K), GemvPath::kPortable);  // no AVX2 kernel for it
+}
+
+// Every stored type the runtime reads has an AVX2 kernel (none silently falls back to the
+// portable path on an AVX2 machine).
+TEST(Gemv, EveryStoredTypeHasAnAvx2Kernel) {
+  for (const DType t : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ4_0, DType::kQ4_1, DType::kQ5_0,
+                        DType::kQ5_1, DType::kQ8_0, DType::kIQ4_NL, DType::kIQ4_XS, DType::kQ2_K, DType::kQ3_K,
+                        DType::kQ4_K, DType::kQ5_K, DType::kQ6_K})
+    EXPECT_TRUE(gemv_avx2_supports(t)) << dtype_name(t);
+  if (!gemv_avx2_available()) GTEST_SKIP() << "this CPU lacks AVX2/FMA/F16C: only the portable path ran";
 }
 
 // matmul_forward sends short batches to gemv: same result as calling it directly.
