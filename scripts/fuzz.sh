@@ -48,6 +48,7 @@ cmake --build "$OUT" -j"$(nproc)" --target temper $(printf 'fuzz_%s ' "${ALL[@]}
 
 # Reports from the instrumented temper while writing seeds are not fuzz findings.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$ROOT/tests/fuzz/lsan.supp:print_suppressions=0}
 if [ ! -f "$OUT/seeds/.done" ]; then
   rm -rf "$OUT/seeds"
   ASAN_OPTIONS=detect_leaks=0 /usr/bin/python3 tests/fuzz/make_seeds.py "$OUT/seeds" "$ROOT" "$FIXTURES" "$OUT/temper"

@@ -23,22 +23,33 @@ struct Kernels {
 // Plain float types, as ggml_quantize_chunk converts them (ggml_fp32_to_fp16_row,
 // ggml_fp32_to_bf16_row_ref, memcpy).
 void quantize_f32(const float* x, void* y, int64_t n, const float*) { std::memcpy(y, x, size_t(n) * 4); }
+// Half-float rows may start at any byte (a tile of a mapped file, a test's odd offset), so they
+// are moved with memcpy: a uint16_t* there would be undefined behaviour (UBSan reports it).
 void quantize_f16(const float* x, void* y, int64_t n, const float*) {
-  auto* h = static_cast<uint16_t*>(y);
-  for (int64_t i = 0; i < n; ++i) h[i] = f32_to_f16(x[i]);
+  auto* h = static_cast<unsigned char*>(y);
+  for (int64_t i = 0; i < n; ++i) {
+    const uint16_t v = f32_to_f16(x[i]);
+    std::memcpy(h + 2 * i, &v, 2);
+  }
 }
 void quantize_bf16(const float* x, void* y, int64_t n, const float*) {
-  auto* h = static_cast<uint16_t*>(y);
-  for (int64_t i = 0; i < n; ++i) h[i] = f32_to_bf16(x[i]);
+  auto* h = static_cast<unsigned char*>(y);
+  for (int64_t i = 0; i < n; ++i) {
+    const uint16_t v = f32_to_bf16(x[i]);
+    std::memcpy(h + 2 * i, &v, 2);
+  }
 }
 void dequantize_f32(const void* x, float* y, int64_t n) { std::memcpy(y, x, size_t(n) * 4); }
+uint16_t load_u16(const void* x, int64_t i) {
+  uint16_t v;
+  std::memcpy(&v, static_cast<const unsigned char*>(x) + 2 * i, 2);
+  return v;
+}
 void dequantize_f16(const void* x, float* y, int64_t n) {
-  const auto* h = static_cast<const uint16_t*>(x);
-  for (int64_t i = 0; i < n; ++i) y[i] = f16_to_f32(h[i]);
+  for (int64_t i = 0; i < n; ++i) y[i] = f16_to_f32(load_u16(x, i));
 }
 void dequantize_bf16(const void* x, float* y, int64_t n) {
-  const auto* h = static_cast<const uint16_t*>(x);
-  for (int64_t i = 0; i < n; ++i) y[i] = bf16_to_f32(h[i]);
+  for (int64_t i = 0; i < n; ++i) y[i] = bf16_to_f32(load_u16(x, i));
 }
 
 #define TEMPER_KERNELS(T, name) {DType::T, quantize_##name, quantize_##name##_ref, dequantize_##name}

@@ -27,7 +27,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (!bytes.empty()) touched += bytes.front() + bytes.back();
     }
     (void)touched;
-    (void)temper::Json{{"metadata", kv}, {"tensors", names}}.dump();  // what inspect --json prints
+    // What inspect --json prints, with its handling of invalid UTF-8 in keys and strings.
+    (void)temper::Json{{"metadata", kv}, {"tensors", names}}.dump(2, ' ', false, temper::Json::error_handler_t::replace);
 
     const auto desc = temper::load_gguf_description(g);
     auto tok = temper::Tokenizer::from_assets(desc.tokenizer, temper::TokenizerSource::kGguf);
