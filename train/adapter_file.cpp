@@ -59,9 +59,12 @@ std::string base_tensors_fingerprint(const TensorSource& tensors) {
   Sha256 h;
   std::vector<uint8_t> scratch;
   for (const TensorInfo* t : order) {
-    std::string head = t->name + '\0' + std::string(dtype_name(t->dtype)) + '\0';
-    for (int64_t d : t->shape) head += std::to_string(d) + ',';
-    head += '\0';
+    std::string head = t->name;
+    head.push_back('\0');
+    head.append(dtype_name(t->dtype));
+    head.push_back('\0');
+    for (int64_t d : t->shape) head.append(std::to_string(d)).push_back(',');
+    head.push_back('\0');
     h.update(head.data(), head.size());
     const std::span<const uint8_t> bytes = tensors.read(*t, scratch);
     if (bytes.size() <= 3 * kPiece) {
@@ -70,7 +73,6 @@ std::string base_tensors_fingerprint(const TensorSource& tensors) {
       for (uint64_t at : {uint64_t(0), (bytes.size() - kPiece) / 2, bytes.size() - kPiece})
         h.update(bytes.data() + at, kPiece);
     }
-    tensors.release(*t);
   }
   return h.hex_digest();
 }

@@ -28,9 +28,10 @@ struct AdapterProvenance {
 // SHA-256 of the base's config.json (for a temper checkpoint: of the one it was converted from).
 std::string base_config_sha256(const ModelDescription& base);
 // SHA-256 over every tensor of the base in name order: its name, dtype, shape and bytes, of
-// which at most 3 × 64 KiB are read (start, middle, end) so that a 10 GB base costs
-// milliseconds, not a full pass. Tells apart two bases with the same config.json and
-// different weights (a fine-tune of the same architecture) without hashing every byte.
+// which at most 3 × 64 KiB are hashed (start, middle, end). Tells apart two bases with the same
+// config.json and different weights (a fine-tune of the same architecture) without hashing
+// every byte: from a mapped HF folder only those pages are touched; a temper .h5 reads each
+// tensor whole (no mapping), about the cost of loading it once more.
 std::string base_tensors_fingerprint(const TensorSource& tensors);
 
 // A 2-D little-endian f32 dataset (rows, cols) named `name` under `loc` (adapters, moments).

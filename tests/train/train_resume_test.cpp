@@ -73,8 +73,10 @@ TEST(TrainResume, KilledAtARandomStepResumesBitIdentical) {
   const std::string run = test::build_dir() + "/temper " +
                           train_args(model_dir(), data, dir / "killed.h5", kSteps) +
                           " --save-every 1 > " + dir / "log" + " 2>/dev/null";
+  // The log exists before the loop first reads it (else the loop could end at once and the
+  // kill land before the first checkpoint).
   const auto k = test::run_shell(
-      run + " & pid=$!; while [ $(wc -l < " + dir / "log" + ") -lt " +
+      ": > " + dir / "log" + "; " + run + " & pid=$!; while [ $(wc -l < " + dir / "log" + ") -lt " +
       std::to_string(kill_after) + " ] && kill -0 $pid 2>/dev/null; do sleep 0.005; done; "
       "kill -9 $pid; wait $pid; echo $?");
   ASSERT_EQ(k.out, "137\n") << "the run was not killed by SIGKILL (finished first?)";
@@ -83,6 +85,7 @@ TEST(TrainResume, KilledAtARandomStepResumesBitIdentical) {
   const int logged = int(std::count(log.begin(), log.end(), '\n'));
   std::printf("killed after %d logged steps (asked for %d)\n", logged, kill_after);
   ASSERT_LT(logged, kSteps);
+  ASSERT_GE(logged, kill_after);
 
   r = test::run_temper(train_args(model_dir(), data, dir / "resumed.h5", kSteps) +
                        " --save-every 1 --resume " + dir / "killed.ckpt.h5");
@@ -157,7 +160,7 @@ TEST(TrainResume, AFailedCheckpointWriteLeavesThePreviousOneIntact) {
   EXPECT_NE(f.err.find("File too large"), std::string::npos) << f.err;
   EXPECT_NE(f.err.find("the previous checkpoint (step 6) is intact"), std::string::npos) << f.err;
   EXPECT_EQ(test::read_file(dir / "a.ckpt.h5"), before);
-  EXPECT_EQ(test::run_shell("ls " + dir.path()).out, "a.ckpt.h5\na.h5\ndata.jsonl\n");
+  EXPECT_EQ(test::run_shell("ls " + dir.path()).out, "a.ckpt.h5\na.h5\na.loss.html\ndata.jsonl\n");
 }
 
 // A NaN/Inf loss or gradient (here from an absurd learning rate: after step 1 every adapter
