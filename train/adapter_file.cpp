@@ -102,7 +102,10 @@ void write_adapter(const std::string& path, bool overwrite, const LoraModel& mod
   h5::write_scalar(c, root, "scale", true, H5T_IEEE_F32LE, &scale);
   h5::write_i32(c, root, "rslora", cfg.rslora ? 1 : 0);
   std::string targets;
-  for (Target t : cfg.targets) targets += (targets.empty() ? "" : ",") + std::string(target_name(t));
+  for (Target t : cfg.targets) {
+    if (!targets.empty()) targets += ',';
+    targets += target_name(t);
+  }
   write_attr_string(c, root, "targets", targets);
   write_attr_string(c, root, "base_arch", base.config.arch);
   write_attr_string(c, root, "base_hf_architecture", base.config.hf_architecture);

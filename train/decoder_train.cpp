@@ -87,9 +87,14 @@ double LoraModel::run(const Batch& batch, float grad_scale, bool backward) {
     ff = std::max<int64_t>(ff, L.d_ff);
     nh = std::max<int64_t>(nh, L.n_head);
   }
-  for (auto* b : {&s.h1, &s.a_raw, &s.x2, &s.h2, &s.md, &s.z, &s.ex_in, &s.m2, &s.m, &s.x3,
-                  &s.pp, &s.tmp, &s.dx, &s.dh, &s.dx2, &s.dm, &s.dt, &s.dz, &s.dex})
+  for (auto* b : {&s.h1, &s.a_raw, &s.x2, &s.h2, &s.md, &s.m, &s.tmp, &s.dx, &s.dh, &s.dx2,
+                  &s.dm, &s.dt})
     b->resize(size_t(nH));
+  // Buffers of blocks only some models have.
+  bool beside = false;  // experts beside a dense MLP
+  for (const LayerConfig& L : cfg.layers) beside = beside || L.ffn == FfnKind::kDenseAndMoe;
+  for (auto* b : {&s.z, &s.ex_in, &s.m2, &s.dz, &s.dex}) b->resize(beside ? size_t(nH) : 0);
+  s.pp.resize(P > 0 ? size_t(nH) : 0);
   for (auto* b : {&s.q_raw, &s.q, &s.att, &s.dq, &s.datt}) b->resize(size_t(n * qd));
   for (auto* b : {&s.k_raw, &s.v_raw, &s.dk, &s.dv}) b->resize(size_t(n * kvd));
   for (auto* b : {&s.gate, &s.up, &s.act, &s.dgate, &s.dup, &s.dact}) b->resize(size_t(n * ff));
@@ -253,13 +258,12 @@ double LoraModel::run(const Batch& batch, float grad_scale, bool backward) {
       std::copy_n(s.md.data(), nH, s.m.data());
     }
     maybe_norm(s.tmp.data(), s.m.data(), W.post_ffn_norm, n, H);
-    for (int64_t i = 0; i < nH; ++i) s.x3[i] = s.x2[i] + s.tmp[i];
-    std::copy_n(s.x3.data(), nH, out);
+    for (int64_t i = 0; i < nH; ++i) out[i] = s.x2[i] + s.tmp[i];  // x3
     // per-layer embedding
     if (P > 0) {
       for (int64_t t = 0; t < n; ++t)
         std::copy_n(&s.ple[t * ple_w + int64_t(l) * P], P, &s.ple_l[t * P]);
-      forward::matmul_forward(s.pg.data(), s.x3.data(), W.ple_gate, n, P, s.scratch);
+      forward::matmul_forward(s.pg.data(), out, W.ple_gate, n, P, s.scratch);
       forward::glu_forward(s.pa.data(), s.pg.data(), s.ple_l.data(), n * P, cfg.act);
       forward::matmul_forward(s.pp.data(), s.pa.data(), W.ple_proj, n, H, s.scratch);
       forward::rmsnorm_forward(s.tmp.data(), s.pp.data(), W.ple_post_norm.data(), off, n, H, eps);

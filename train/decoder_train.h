@@ -19,7 +19,7 @@ struct LoraModel::Work {
   std::vector<float> ple, ple_tok, ple_l;  // per-layer embedding inputs (n, L*P), one layer's
   // One layer's activations (recomputed in the backward); names follow decoder_train.cpp.
   std::vector<float> h1, q_raw, q, k_raw, v_raw, att, lse, a_raw, x2, h2, gate, up, act, md,
-      z, ex_in, m2, m, x3, pg, pa, pp, tmp;
+      z, ex_in, m2, m, pg, pa, pp, tmp;
   std::vector<std::vector<float>> u;  // per target: (n, rank), x · Aᵀ
   // Gradients.
   std::vector<float> dx, dh, dx2, dm, dt, dz, dex, dq, dk, dv, datt, dgate, dup, dact, du, dp,

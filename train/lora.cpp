@@ -208,7 +208,8 @@ LoraModel::LoraModel(const forward::Model& base, const LoraConfig& cfg)
     for (int l = 0; l < mc.n_layer; ++l) any = any || index_[l][int(t)] >= 0;
     TEMPER_CHECK(any, "LoRA target '", target_name(t), "' matches no projection of this model",
                  t == Target::kGate || t == Target::kUp || t == Target::kDown
-                     ? " (its MLPs are experts: use expert_gate, expert_up, expert_down)"
+                     ? " (its MLPs are experts: leave gate, up, down out, or adapt the experts with"
+                       " expert_gate, expert_up, expert_down)"
                  : is_expert_target(t)
                      ? " (it has no experts stored one weight per expert; fused expert tensors"
                        " are not adapter targets)"

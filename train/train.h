@@ -89,9 +89,12 @@ class LoraModel {
   LoraModel(const forward::Model& base, const LoraConfig& cfg);
   ~LoraModel();
   const LoraConfig& config() const { return cfg_; }
-  // Adapters in a fixed order: layer-major, then Target order.
+  // Adapters in a fixed order: layer-major, then Target order (expert targets: one per
+  // expert, in expert order).
   std::vector<LoraPair>& pairs() { return pairs_; }
   const std::vector<LoraPair>& pairs() const { return pairs_; }
+  // The pair on layer's target t, or nullptr; for an expert target, expert 0's (the layer's
+  // other experts follow it in pairs()).
   LoraPair* find(int layer, Target t);
   void zero_grads();
   // Loss of the batch (sum of -log p over trained tokens) from a full forward, and
