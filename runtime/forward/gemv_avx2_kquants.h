@@ -77,9 +77,9 @@ __attribute__((always_inline)) inline void dot32_strided(const __m256i* q, __m25
     const float* x = acc.x + t * acc.K + k;
     __m256 p = _mm256_mul_ps(f0, _mm256_loadu_ps(x));
     p = _mm256_fmadd_ps(f1, _mm256_loadu_ps(x + 8), p);
-    __m256 p2 = _mm256_mul_ps(f2, _mm256_loadu_ps(x + 16));
-    p2 = _mm256_fmadd_ps(f3, _mm256_loadu_ps(x + 24), p2);
-    acc.a[t][kSlot] = _mm256_fmadd_ps(scale, _mm256_add_ps(p, p2), acc.a[t][kSlot]);
+    p = _mm256_fmadd_ps(f2, _mm256_loadu_ps(x + 16), p);
+    p = _mm256_fmadd_ps(f3, _mm256_loadu_ps(x + 24), p);
+    acc.a[t][kSlot] = _mm256_fmadd_ps(scale, p, acc.a[t][kSlot]);
   }
 }
 
