@@ -1,8 +1,9 @@
 // Private to gemv_avx2.cpp (included under its AVX2 target pragma): row kernels for the
 // 256-weight k-quant super-blocks Q2_K, Q3_K, Q4_K, Q5_K, Q6_K. Each super-block's bytes are
-// loaded once (phases below). The f32
-// operations per weight are those of quant/blocks_k.cpp and quant/blocks_k_low.cpp (built with
-// -ffp-contract=off), so the weights are bit-identical to dequantize_row's.
+// loaded once. Q2_K and Q3_K dequantise with the f32 operations of quant/blocks_k_low.cpp
+// (built with -ffp-contract=off): weights bit-identical to dequantize_row's. Q4_K, Q5_K and
+// Q6_K factor the sub-block scale (and minimum) out of the sum instead (dot32_strided), which
+// changes the rounding within the bound gemv_test.cpp derives.
 #pragma once
 #include "forward/gemv_avx2_common.h"
 #include "quant/quant_common.h"
