@@ -4,10 +4,12 @@
 // check gemv_avx2_available() first, so the binary runs on CPUs without AVX2 as long as this
 // path is not taken.
 //
-// Every weight is dequantised with the same f32 operations, in the same order, as
-// quant::dequantize_row (mul then sub, no fusion: the dequantisers are built with
-// -ffp-contract=off), so the weights are bit-identical to the oracle's and only the
-// accumulation order differs.
+// Float types, Q4_0 … Q5_1, IQ4_*, Q2_K and Q3_K dequantise each weight with the same f32
+// operations, in the same order, as quant::dequantize_row (mul then sub, no fusion: the
+// dequantisers are built with -ffp-contract=off), so the weights are bit-identical to the
+// oracle's and only the accumulation order differs. Q8_0, Q4_K, Q5_K and Q6_K factor the block
+// scale (and minimum) out of the sum (gemv_avx2_kquants.h, dot32_strided): fewer operations per
+// weight, different rounding, within the bound tests/forward/gemv_test.cpp derives.
 #include <cstdint>
 
 #include "forward/gemv.h"

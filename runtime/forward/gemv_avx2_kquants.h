@@ -1,8 +1,9 @@
 // Private to gemv_avx2.cpp (included under its AVX2 target pragma): row kernels for the
 // 256-weight k-quant super-blocks Q2_K, Q3_K, Q4_K, Q5_K, Q6_K. Each super-block's bytes are
-// loaded once (phases below). The f32
-// operations per weight are those of quant/blocks_k.cpp and quant/blocks_k_low.cpp (built with
-// -ffp-contract=off), so the weights are bit-identical to dequantize_row's.
+// loaded once. Q2_K and Q3_K dequantise with the f32 operations of quant/blocks_k_low.cpp
+// (built with -ffp-contract=off): weights bit-identical to dequantize_row's. Q4_K, Q5_K and
+// Q6_K factor the sub-block scale (and minimum) out of the sum instead (dot32_strided), which
+// changes the rounding within the bound gemv_test.cpp derives.
 #pragma once
 #include "forward/gemv_avx2_common.h"
 #include "quant/quant_common.h"
@@ -77,9 +78,9 @@ __attribute__((always_inline)) inline void dot32_strided(const __m256i* q, __m25
     const float* x = acc.x + t * acc.K + k;
     __m256 p = _mm256_mul_ps(f0, _mm256_loadu_ps(x));
     p = _mm256_fmadd_ps(f1, _mm256_loadu_ps(x + 8), p);
-    __m256 p2 = _mm256_mul_ps(f2, _mm256_loadu_ps(x + 16));
-    p2 = _mm256_fmadd_ps(f3, _mm256_loadu_ps(x + 24), p2);
-    acc.a[t][kSlot] = _mm256_fmadd_ps(scale, _mm256_add_ps(p, p2), acc.a[t][kSlot]);
+    p = _mm256_fmadd_ps(f2, _mm256_loadu_ps(x + 16), p);
+    p = _mm256_fmadd_ps(f3, _mm256_loadu_ps(x + 24), p);
+    acc.a[t][kSlot] = _mm256_fmadd_ps(scale, p, acc.a[t][kSlot]);
   }
 }
 
@@ -139,7 +140,7 @@ __attribute__((always_inline)) inline void row_q23_K(const uint8_t* row, int64_t
 // (low and high nibbles); Q5_K's fifth bit of weight l of sub-block j is bit j of qh[l].
 template <int T, bool kFive>
 __attribute__((always_inline)) inline void row_q45_K(const uint8_t* row, int64_t K, Acc<T>& acc) {
-  const __m256i low4 = _mm256_set1_epi32(0xF), one = _mm256_set1_epi32(1);
+  const __m256i low4 = _mm256_set1_epi32(0xF), sixteen = _mm256_set1_epi32(16);
   for (int64_t i = 0; i < K / kQK_K; ++i) {
     const uint8_t *scales, *qs;
     __m256i qh = _mm256_setzero_si256();
@@ -159,9 +160,13 @@ __attribute__((always_inline)) inline void row_q45_K(const uint8_t* row, int64_t
       for (int b = 0; b < 4; ++b) {
         lo[b] = _mm256_and_si256(_mm256_srli_epi32(v, 8 * b), low4);
         hi[b] = _mm256_and_si256(_mm256_srli_epi32(v, 8 * b + 4), low4);
-        if constexpr (kFive) {
-          lo[b] = _mm256_or_si256(lo[b], _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(qh, 8 * b + 2 * c), one), 4));
-          hi[b] = _mm256_or_si256(hi[b], _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(qh, 8 * b + 2 * c + 1), one), 4));
+        if constexpr (kFive) {  // bit 8b + j of the qh lane moved straight to bit 4
+          const auto bit4 = [&](int j) {
+            const int shift = 8 * b + j - 4;
+            return _mm256_and_si256(shift >= 0 ? _mm256_srli_epi32(qh, shift) : _mm256_slli_epi32(qh, -shift), sixteen);
+          };
+          lo[b] = _mm256_or_si256(lo[b], bit4(2 * c));
+          hi[b] = _mm256_or_si256(hi[b], bit4(2 * c + 1));
         }
       }
       const int64_t k = i * kQK_K + 64 * c;
@@ -178,7 +183,7 @@ __attribute__((always_inline)) inline void row_q45_K(const uint8_t* row, int64_t
 // d·scales[weight / 16]; value scale·(q − 32). Lanes 0..3 hold l < 16, lanes 4..7 l >= 16.
 template <int T>
 __attribute__((always_inline)) inline void row_q6_K(const uint8_t* row, int64_t K, Acc<T>& acc) {
-  const __m256i low4 = _mm256_set1_epi32(0xF), three = _mm256_set1_epi32(3), bias = _mm256_set1_epi32(32);
+  const __m256i low4 = _mm256_set1_epi32(0xF), top2 = _mm256_set1_epi32(0x30), bias = _mm256_set1_epi32(32);
   for (int64_t i = 0; i < K / kQK_K; ++i) {
     const auto& b = reinterpret_cast<const quant::BlockQ6_K*>(row)[i];
     const __m256 d = _mm256_set1_ps(f16(b.d));
@@ -192,8 +197,10 @@ __attribute__((always_inline)) inline void row_q6_K(const uint8_t* row, int64_t 
         __m256i q[4];
         for (int o = 0; o < 4; ++o) {
           const __m256i lo = _mm256_and_si256(_mm256_srli_epi32(src, 8 * o + 4 * (p >> 1)), low4);
-          const __m256i hi = _mm256_and_si256(_mm256_srli_epi32(hb, 8 * o + 2 * p), three);
-          q[o] = _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)), bias);
+          // Bits 8o+2p .. 8o+2p+1 of the qh lane moved straight to bits 4..5.
+          const int shift = 8 * o + 2 * p - 4;
+          const __m256i hi = _mm256_and_si256(shift >= 0 ? _mm256_srli_epi32(hb, shift) : _mm256_slli_epi32(hb, -shift), top2);
+          q[o] = _mm256_sub_epi32(_mm256_or_si256(lo, hi), bias);
         }
         const __m256 scale = _mm256_permutevar8x32_ps(sc, _mm256_setr_epi32(2 * p, 2 * p, 2 * p, 2 * p, 2 * p + 1,
                                                                              2 * p + 1, 2 * p + 1, 2 * p + 1));
