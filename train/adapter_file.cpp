@@ -23,20 +23,6 @@ void write_attr_string(const h5::Ctx& c, hid_t loc, const char* name, const std:
 
 }  // namespace
 
-void write_f32_matrix(const h5::Ctx& c, int64_t loc, const std::string& name, const float* data,
-                      int64_t rows, int64_t cols) {
-  const hsize_t dims[2] = {hsize_t(rows), hsize_t(cols)};
-  h5::Id space(c.check(H5Screate_simple(2, dims, nullptr), name, "cannot create dataspace"),
-               H5Sclose);
-  h5::Id ds(c.check(H5Dcreate2(loc, name.c_str(), H5T_IEEE_F32LE, space.get(), H5P_DEFAULT,
-                               H5P_DEFAULT, H5P_DEFAULT),
-                    name, "cannot create dataset"),
-            H5Dclose);
-  c.check_status(H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), name,
-                 "cannot write");
-  c.check_status(ds.close_checked(), name, "cannot close dataset");
-}
-
 std::string adapter_dataset_name(const LoraPair& p, bool is_b) {
   return "model.layers." + std::to_string(p.layer) + "." + p.hf_module() + (is_b ? ".lora_B" : ".lora_A");
 }
@@ -115,8 +101,8 @@ void write_adapter(const std::string& path, bool overwrite, const LoraModel& mod
   write_attr_string(c, root, "training_args", prov.training_args_json);
   h5::Id group = h5::create_group(c, root, "adapters", /*track_order=*/true);
   for (const LoraPair& p : model.pairs()) {
-    write_f32_matrix(c, group.get(), adapter_dataset_name(p, false), p.a.data(), cfg.rank, p.in);
-    write_f32_matrix(c, group.get(), adapter_dataset_name(p, true), p.b.data(), p.out, cfg.rank);
+    h5::write_f32_matrix(c, group.get(), adapter_dataset_name(p, false), p.a.data(), cfg.rank, p.in);
+    h5::write_f32_matrix(c, group.get(), adapter_dataset_name(p, true), p.b.data(), p.out, cfg.rank);
   }
   c.check_status(group.close_checked(), "/adapters", "cannot close group");
   if (extra) extra(c, root);

@@ -34,9 +34,6 @@ std::string base_config_sha256(const ModelDescription& base);
 // tensor whole (no mapping), about the cost of loading it once more.
 std::string base_tensors_fingerprint(const TensorSource& tensors);
 
-// A 2-D little-endian f32 dataset (rows, cols) named `name` under `loc` (adapters, moments).
-void write_f32_matrix(const h5::Ctx& c, int64_t loc, const std::string& name, const float* data,
-                      int64_t rows, int64_t cols);
 // The dataset name of a pair's A or B: "model.layers.{L}.{module}.lora_A" / "lora_B".
 std::string adapter_dataset_name(const LoraPair& p, bool is_b);
 

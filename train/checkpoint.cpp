@@ -131,9 +131,9 @@ void write_checkpoint(const std::string& path, const LoraModel& model, AdamW& op
       h5::Id mg = h5::create_group(c, gid, which, /*track_order=*/true);
       size_t i = 0;
       for (const LoraPair& p : model.pairs()) {
-        write_f32_matrix(c, mg.get(), adapter_dataset_name(p, false), moments[i++].data(),
+        h5::write_f32_matrix(c, mg.get(), adapter_dataset_name(p, false), moments[i++].data(),
                          model.config().rank, p.in);
-        write_f32_matrix(c, mg.get(), adapter_dataset_name(p, true), moments[i++].data(), p.out,
+        h5::write_f32_matrix(c, mg.get(), adapter_dataset_name(p, true), moments[i++].data(), p.out,
                          model.config().rank);
       }
       c.check_status(mg.close_checked(), which, "cannot close group");

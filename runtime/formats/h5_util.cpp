@@ -240,6 +240,19 @@ void write_array(const Ctx& c, hid_t loc, const char* name, hid_t type, const vo
   write_object(c, loc, name, false, type, space.get(), data, n > 0);
 }
 
+void write_f32_matrix(const Ctx& c, hid_t loc, const std::string& name, const float* data,
+                      int64_t rows, int64_t cols) {
+  const hsize_t dims[2] = {hsize_t(rows), hsize_t(cols)};
+  Id space(c.check(H5Screate_simple(2, dims, nullptr), name, "cannot create dataspace"), H5Sclose);
+  Id ds(c.check(H5Dcreate2(loc, name.c_str(), H5T_IEEE_F32LE, space.get(), H5P_DEFAULT, H5P_DEFAULT,
+                           H5P_DEFAULT),
+                name, "cannot create dataset"),
+        H5Dclose);
+  c.check_status(H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), name,
+                 "cannot write");
+  c.check_status(ds.close_checked(), name, "cannot close dataset");
+}
+
 namespace {
 
 // An attribute or dataset opened for reading.

@@ -78,6 +78,9 @@ void write_scalar(const Ctx& c, hid_t loc, const char* name, bool is_attr, hid_t
 void write_string(const Ctx& c, hid_t loc, const char* name, bool is_attr, std::string_view s);
 void write_strings(const Ctx& c, hid_t loc, const char* name, std::span<const std::string> v);
 void write_array(const Ctx& c, hid_t loc, const char* name, hid_t type, const void* data, size_t n);
+// A 2-D little-endian f32 dataset (rows, cols), e.g. a LoRA matrix or its optimizer moments.
+void write_f32_matrix(const Ctx& c, hid_t loc, const std::string& name, const float* data,
+                      int64_t rows, int64_t cols);
 inline void write_i32(const Ctx& c, hid_t loc, const char* name, int32_t v) {
   write_scalar(c, loc, name, true, H5T_STD_I32LE, &v);
 }

@@ -43,20 +43,6 @@ std::vector<float> read_matrix(const h5::Ctx& c, hid_t loc, const std::string& n
   return out;
 }
 
-void write_matrix(const h5::Ctx& c, hid_t loc, const std::string& name, const float* data,
-                  int64_t rows, int64_t cols) {
-  const hsize_t dims[2] = {hsize_t(rows), hsize_t(cols)};
-  h5::Id space(c.check(H5Screate_simple(2, dims, nullptr), name, "cannot create dataspace"),
-               H5Sclose);
-  h5::Id ds(c.check(H5Dcreate2(loc, name.c_str(), H5T_IEEE_F32LE, space.get(), H5P_DEFAULT,
-                               H5P_DEFAULT, H5P_DEFAULT),
-                    name, "cannot create dataset"),
-            H5Dclose);
-  c.check_status(H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), name,
-                 "cannot write");
-  c.check_status(ds.close_checked(), name, "cannot close dataset");
-}
-
 // Dataset names of a group, in creation order when the group tracks it (temper's writer
 // does), else by name.
 std::vector<std::string> member_names(const h5::Ctx& c, hid_t group) {
@@ -201,8 +187,8 @@ void write_lora_adapter(const std::string& path, bool overwrite, const LoraAdapt
   for (const LoraTensorPair& p : a.pairs) {
     TEMPER_CHECK(p.a.size() == size_t(a.rank * p.in) && p.b.size() == size_t(p.out * a.rank),
                  "adapter ", p.module, ": A/B sizes disagree with rank ", a.rank);
-    write_matrix(c, group.get(), p.module + ".lora_A", p.a.data(), a.rank, p.in);
-    write_matrix(c, group.get(), p.module + ".lora_B", p.b.data(), p.out, a.rank);
+    h5::write_f32_matrix(c, group.get(), p.module + ".lora_A", p.a.data(), a.rank, p.in);
+    h5::write_f32_matrix(c, group.get(), p.module + ".lora_B", p.b.data(), p.out, a.rank);
   }
   c.check_status(group.close_checked(), "/adapters", "cannot close group");
   c.check_status(file.close_checked(), "/", "cannot flush and close the file");
