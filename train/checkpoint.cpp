@@ -84,11 +84,8 @@ std::vector<T> read_list(const h5::Ctx& c, hid_t loc, const char* name, H5T_clas
 std::string first_difference(const Json& saved, const Json& now) {
   for (const auto& [key, value] : now.items()) {
     if (may_differ(key)) continue;
-    const std::string flag = "--" + [&] {
-      std::string f = key;
-      for (char& ch : f) ch = ch == '_' ? '-' : ch;
-      return f;
-    }();
+    std::string flag = "--" + key;
+    for (char& ch : flag) ch = ch == '_' ? '-' : ch;
     if (!saved.contains(key)) return flag + ": not in the checkpoint";
     if (saved[key] != value) return cat(flag, ": checkpoint ", saved[key].dump(), ", this run ", value.dump());
   }
