@@ -77,7 +77,7 @@ fuzz_one() {
 mkdir -p "$OUT"; touch "$OUT/.run_start"
 for h in "${harnesses[@]}"; do
   while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
-  echo "fuzzing $h (${runs:+$runs runs}${runs:-${time_s}s}) ..."
+  echo "fuzzing $h (${runs:+$runs runs after the corpus}$([ -n "$runs" ] || echo "${time_s}s")) ..."
   fuzz_one "$h" &
 done
 wait
