@@ -7,6 +7,7 @@
 #include <functional>
 #include <string>
 
+#include "formats/lora_adapter.h"
 #include "formats/tensor_source.h"
 #include "model/model_desc.h"
 #include "train/train.h"
@@ -39,7 +40,7 @@ std::string adapter_dataset_name(const LoraPair& p, bool is_b);
 
 // Adds objects to the file before it is closed (the checkpoint's /checkpoint group); `root`
 // is the HDF5 file id.
-using ExtraWriter = std::function<void(const h5::Ctx& c, int64_t root)>;
+using ExtraWriter = LoraExtraWriter;
 
 // Writes through a temporary file renamed into place when complete; refuses to overwrite an
 // existing file unless `overwrite`, and never overwrites the base. Throws Error naming the

@@ -158,7 +158,7 @@ LoraAdapter read_lora_adapter(const std::string& path) {
 }
 
 void write_lora_adapter(const std::string& path, bool overwrite, const LoraAdapter& a,
-                        std::span<const std::string> inputs) {
+                        std::span<const std::string> inputs, const LoraExtraWriter& extra) {
   AtomicOutput out(path, overwrite, inputs);
   std::lock_guard lock(h5::library_mutex());
   h5::init_library();
@@ -182,6 +182,9 @@ void write_lora_adapter(const std::string& path, bool overwrite, const LoraAdapt
   h5::write_string(c, root, "base_arch", true, a.base_arch);
   h5::write_string(c, root, "base_hf_architecture", true, a.base_hf_architecture);
   h5::write_string(c, root, "base_config_sha256", true, a.base_config_sha256);
+  if (!a.base_tensors_sha256.empty())
+    h5::write_string(c, root, "base_tensors_sha256", true, a.base_tensors_sha256);
+  if (!a.base_path.empty()) h5::write_string(c, root, "base_path", true, a.base_path);
   h5::write_string(c, root, "training_args", true, a.training_args);
   h5::Id group = h5::create_group(c, root, "adapters", /*track_order=*/true);
   for (const LoraTensorPair& p : a.pairs) {
@@ -191,6 +194,7 @@ void write_lora_adapter(const std::string& path, bool overwrite, const LoraAdapt
     h5::write_f32_matrix(c, group.get(), p.module + ".lora_B", p.b.data(), p.out, a.rank);
   }
   c.check_status(group.close_checked(), "/adapters", "cannot close group");
+  if (extra) extra(c, root);
   c.check_status(file.close_checked(), "/", "cannot flush and close the file");
   out.commit();
 }
