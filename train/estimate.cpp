@@ -27,14 +27,11 @@ double status_bytes(const std::string& field) {
   return 0;
 }
 
-// sgemm FLOP/s on (m, k) · (k, n)ᵀ, the shape of one projection of the batch.
-double measure_sgemm_rate(int64_t m, int64_t k, int64_t n) {
-  std::vector<float> a(size_t(m * k), 0.5f), b(size_t(n * k), 0.25f), c(size_t(m * n));
-  const auto run = [&] {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(k), 1.0f, a.data(),
-                int(k), b.data(), int(k), 0.0f, c.data(), int(n));
-  };
-  run();  // warm-up: OpenBLAS's thread start and buffers
+// Mean seconds of `run` over at least 50 ms, after one warm-up call (OpenBLAS's thread start
+// and buffers, first touch of the scratch).
+template <class Run>
+double seconds_per_run(const Run& run) {
+  run();
   const auto t0 = std::chrono::steady_clock::now();
   int reps = 0;
   double secs = 0;
@@ -43,7 +40,17 @@ double measure_sgemm_rate(int64_t m, int64_t k, int64_t n) {
     ++reps;
     secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   } while (secs < 0.05);
-  return 2.0 * double(m) * double(k) * double(n) * reps / secs;
+  return secs / reps;
+}
+
+// sgemm FLOP/s on (m, k) · (k, n)ᵀ, the shape of one projection of the batch.
+double measure_sgemm_rate(int64_t m, int64_t k, int64_t n) {
+  std::vector<float> a(size_t(m * k), 0.5f), b(size_t(n * k), 0.25f), c(size_t(m * n));
+  const auto run = [&] {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(k), 1.0f, a.data(),
+                int(k), b.data(), int(k), 0.0f, c.data(), int(n));
+  };
+  return 2.0 * double(m) * double(k) * double(n) / seconds_per_run(run);
 }
 
 // Seconds for one layer's attention of one `t`-token example as a step runs it: the forward
@@ -64,16 +71,7 @@ double measure_attention_seconds(const LayerConfig& l, int64_t t) {
                        v.data(), out.data(), lse.data(), first_key.data(), t, l.n_head,
                        l.n_head_kv, l.head_dim, l.window, scale);
   };
-  run();
-  const auto t0 = std::chrono::steady_clock::now();
-  int reps = 0;
-  double secs = 0;
-  do {
-    run();
-    ++reps;
-    secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  } while (secs < 0.05);
-  return secs / reps;
+  return seconds_per_run(run);
 }
 
 std::string seconds_text(double s) {
