@@ -11,6 +11,7 @@
 #include "formats/gguf.h"
 #include "formats/lora_adapter.h"
 #include "forward/lora_apply.h"
+#include "model/arch/common.h"
 #include "model/open_model.h"
 #include "quant/quant.h"
 
@@ -72,7 +73,7 @@ void export_lora_gguf(const GgufLoraExportOptions& opts) {
     const LoraTensorPair& p = *t.pair;
     std::vector<float> b = p.b;
     if (t.rope_permute_heads > 0)  // the converter permutes B's rows like W's (LoraTorchTensor)
-      forward::permute_rope_rows_f32(b.data(), p.out, a.rank, t.rope_permute_heads);
+      arch::permute_rope_rows(b.data(), p.out, a.rank, t.rope_permute_heads);
     const std::string name_a = t.tensor.gguf_name + ".lora_a", name_b = t.tensor.gguf_name + ".lora_b";
     TEMPER_CHECK(name_b.size() <= kGgufMaxTensorName, "GGUF tensor name '", name_b, "' is longer than ",
                  kGgufMaxTensorName, " bytes");

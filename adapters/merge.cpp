@@ -14,6 +14,7 @@
 #include "formats/gguf.h"
 #include "formats/lora_adapter.h"
 #include "forward/lora_apply.h"
+#include "model/arch/common.h"
 #include "model/open_model.h"
 #include "quant/quant.h"
 #include "quantize/quantize.h"
@@ -48,7 +49,7 @@ Loaded load_deltas(const OpenedModel& base, const std::vector<std::string>& spec
     for (const forward::LoraTarget& t : forward::match_lora_to_base(base.desc, a, s.path)) {
       const LoraTensorPair& p = *t.pair;
       std::vector<float> b = p.b;
-      if (gguf && t.rope_permute_heads > 0) forward::permute_rope_rows_f32(b.data(), p.out, a.rank, t.rope_permute_heads);
+      if (gguf && t.rope_permute_heads > 0) arch::permute_rope_rows(b.data(), p.out, a.rank, t.rope_permute_heads);
       const std::string name = gguf ? t.tensor.gguf_name : base.source_name(t.tensor.hf_name);
       Delta& d = l.by_tensor[name];
       if (d.w.empty()) {

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/escape.h"
 #include "core/half.h"
+#include "model/arch/common.h"
 #include "quant/quant.h"
 #include "quantize/policy.h"
 
@@ -67,7 +68,7 @@ void apply_transform(const GgufTensorPlan& plan, float* rows, int64_t n_rows) {
     case GgufTransform::kPermuteRopeQ:
     case GgufTransform::kPermuteRopeK: {
       const int64_t head_rows = plan.n_rows() / plan.permute_heads;  // slabs hold whole heads
-      permute_rope_rows(rows, n_rows, plan.ne[0], int(n_rows / head_rows));
+      arch::permute_rope_rows(rows, n_rows, plan.ne[0], int(n_rows / head_rows));
       break;
     }
     case GgufTransform::kAddOne:
@@ -92,19 +93,6 @@ std::vector<GgufTensorPlan> in_llama_order(std::vector<GgufTensorPlan> plans) {
 }
 
 }  // namespace
-
-void permute_rope_rows(float* w, int64_t n_rows, int64_t n_cols, int n_head) {
-  TEMPER_CHECK(n_head > 0 && n_rows % (2 * n_head) == 0, "cannot permute ", n_rows, " rows into ", n_head, " heads");
-  const int64_t d = n_rows / n_head, half = d / 2;
-  std::vector<float> head(size_t(d * n_cols));
-  for (int h = 0; h < n_head; ++h) {
-    float* base = w + h * d * n_cols;
-    std::memcpy(head.data(), base, head.size() * sizeof(float));
-    for (int64_t i = 0; i < 2; ++i)
-      for (int64_t j = 0; j < half; ++j)
-        std::memcpy(base + (2 * j + i) * n_cols, head.data() + (i * half + j) * n_cols, size_t(n_cols) * sizeof(float));
-  }
-}
 
 std::vector<GgufTensorPlan> plan_gguf_tensors(const OpenedModel& model) {
   const ArchSpec& arch = *model.desc.arch;

@@ -44,8 +44,4 @@ void for_each_slab(const TensorSource& src, const GgufTensorPlan& plan, int64_t 
 // The whole tensor as f32 (tests and small tensors).
 std::vector<float> load_planned_tensor_f32(const TensorSource& src, const GgufTensorPlan& plan);
 
-// llama.cpp's LlamaModel.permute on rows of `w` (n_rows x n_cols): within each of `n_head`
-// heads, HF row j (< d/2) goes to 2j and row j + d/2 to 2j + 1 (half-split RoPE -> interleaved).
-void permute_rope_rows(float* w, int64_t n_rows, int64_t n_cols, int n_head);
-
 }  // namespace temper

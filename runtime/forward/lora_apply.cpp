@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/sha256.h"
 #include "forward/matmul.h"
+#include "model/arch/common.h"
 
 namespace temper::forward {
 
@@ -40,21 +41,6 @@ bool lora_slot_of_role(TensorRole role, LoraSlot& slot) {
     case TensorRole::kFfnUp: slot = LoraSlot::kUp; return true;
     case TensorRole::kFfnDown: slot = LoraSlot::kDown; return true;
     default: return false;
-  }
-}
-
-void permute_rope_rows_f32(float* w, int64_t n_rows, int64_t n_cols, int n_head) {
-  TEMPER_CHECK(n_head > 0 && n_rows % (2 * n_head) == 0, "cannot permute ", n_rows,
-               " rows into ", n_head, " heads");
-  const int64_t d = n_rows / n_head, half = d / 2;
-  std::vector<float> head(size_t(d * n_cols));
-  for (int h = 0; h < n_head; ++h) {
-    float* base = w + h * d * n_cols;
-    std::memcpy(head.data(), base, head.size() * sizeof(float));
-    for (int64_t i = 0; i < 2; ++i)
-      for (int64_t j = 0; j < half; ++j)
-        std::memcpy(base + (2 * j + i) * n_cols, head.data() + (i * half + j) * n_cols,
-                    size_t(n_cols) * sizeof(float));
   }
 }
 
@@ -117,7 +103,7 @@ std::shared_ptr<const LoraSet> LoraSet::bind(const ModelDescription& base, bool 
       u.a = t.pair->a;
       u.b = t.pair->b;
       if (gguf_layout && t.rope_permute_heads > 0)
-        permute_rope_rows_f32(u.b.data(), u.out, u.rank, t.rope_permute_heads);
+        arch::permute_rope_rows(u.b.data(), u.out, u.rank, t.rope_permute_heads);
       set->layers_[size_t(t.tensor.layer)][size_t(t.slot)].push_back(std::move(u));
     }
   }

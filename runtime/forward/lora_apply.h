@@ -73,8 +73,4 @@ class LoraSet {
 // Maps the arch table's tensor roles to slots; false for roles no adapter can target.
 bool lora_slot_of_role(TensorRole role, LoraSlot& slot);
 
-// llama.cpp's LlamaModel.permute on the rows of w (n_rows x n_cols): within each of n_head
-// heads, HF row j (< d/2) goes to 2j and row j + d/2 to 2j + 1.
-void permute_rope_rows_f32(float* w, int64_t n_rows, int64_t n_cols, int n_head);
-
 }  // namespace temper::forward

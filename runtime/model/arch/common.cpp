@@ -3,6 +3,7 @@
 #include "model/arch/common.h"
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <numbers>
 
@@ -377,6 +378,21 @@ Shape expert_down(const ModelConfig& c, int l) {
 }
 
 }  // namespace shapes
+
+void permute_rope_rows(float* w, int64_t n_rows, int64_t n_cols, int n_head) {
+  TEMPER_CHECK(n_head > 0 && n_rows % (2 * n_head) == 0, "cannot permute ", n_rows,
+               " rows into ", n_head, " heads");
+  const int64_t d = n_rows / n_head, half = d / 2;
+  std::vector<float> head(size_t(d * n_cols));
+  for (int h = 0; h < n_head; ++h) {
+    float* base = w + h * d * n_cols;
+    std::memcpy(head.data(), base, head.size() * sizeof(float));
+    for (int64_t i = 0; i < 2; ++i)
+      for (int64_t j = 0; j < half; ++j)
+        std::memcpy(base + (2 * j + i) * n_cols, head.data() + (i * half + j) * n_cols,
+                    size_t(n_cols) * sizeof(float));
+  }
+}
 
 std::vector<TensorSpec> llama_style_tensors(bool qk_norm, bool permute_qk) {
   using namespace shapes;

@@ -137,4 +137,9 @@ Shape expert_down(const ModelConfig& c, int l);      // one expert: [H, I_e]
 // permutation when `permute_qk`) and the dense SwiGLU MLP, in that order.
 std::vector<TensorSpec> llama_style_tensors(bool qk_norm, bool permute_qk);
 
+// The kPermuteRopeQ/K transform, llama.cpp's LlamaModel.permute, on the rows of `w` (n_rows x
+// n_cols): within each of `n_head` heads, HF row j (< d/2) goes to 2j and row j + d/2 to 2j + 1
+// (half-split RoPE -> interleaved pairs). Used on weights (quantize) and on LoRA B (adapters).
+void permute_rope_rows(float* w, int64_t n_rows, int64_t n_cols, int n_head);
+
 }  // namespace temper::arch
