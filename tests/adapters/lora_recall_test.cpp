@@ -11,10 +11,12 @@
 // newlines up to the --task-tokens budget, and the exact-match rule (last non-empty line) reads
 // the answer.
 //
-// Seen (this machine, 2 threads): base 0/40; temper --lora 40/40; llama.cpp + GGUF LoRA 39/40,
-// merged Q8_0 39/40, merged Q4_K_M 37/40; the adapter at scale 0 gives the base's 0/40. The
-// threshold is 36/40 (90%, issue 9): Q4_K_M has one answer of margin. The whole test takes
-// about 20 s (training 12 s).
+// Seen (this machine, 2 threads, seed 0): base 0/40; temper --lora 40/40; llama.cpp + GGUF
+// LoRA 40/40, merged Q8_0 40/40, merged Q4_K_M 40/40; the adapter at scale 0 gives the base's
+// 0/40. Seeds 1, 2, 3: temper 40/40 each, llama.cpp Q4_K_M 38, 40, 38 (the weakest path). The
+// threshold is 36/40 (90%, issue 9). Adapting only q,k,v,o instead of all seven projections
+// falls to 37 (GGUF LoRA), 36 (Q8_0) and 34 (Q4_K_M) in llama.cpp. The test takes about 20 s
+// (training 12 s).
 #include <gtest/gtest.h>
 
 #include "adapters/lora_test_util.h"
