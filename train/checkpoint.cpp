@@ -17,7 +17,7 @@ namespace temper::train {
 
 namespace {
 
-constexpr int32_t kCheckpointVersion = 1;
+constexpr int32_t kCheckpointVersion = 2;  // 2: epoch (shuffled example order)
 
 // Options that may change between a run and its resume: where things go and what is shown.
 bool may_differ(const std::string& key) {
@@ -117,6 +117,7 @@ void write_checkpoint(const std::string& path, const LoraModel& model, AdamW& op
     const hid_t gid = g.get();
     h5::write_i32(c, gid, "format_version", kCheckpointVersion);
     write_i64(c, gid, "step", state.step);
+    write_i64(c, gid, "epoch", state.epoch);
     write_i64(c, gid, "next_example", state.next_example);
     write_i64(c, gid, "tokens_seen", state.tokens_seen);
     write_i64(c, gid, "threads", state.threads);
@@ -163,6 +164,9 @@ void read_checkpoint(const std::string& path, LoraModel& model, AdamW& opt, Trai
   const int32_t version = h5::read_i32(c, gid, "format_version");
   if (version > kCheckpointVersion)
     c.fail("/checkpoint", cat("format_version ", version, ": written by a newer temper"));
+  if (version < 2)
+    c.fail("/checkpoint", cat("format_version ", version, ": written before temper shuffled the examples ",
+                              "(no epoch); start the run afresh"));
 
   // Identity first: refuse before touching the model.
   auto refuse = [&](const std::string& what) {
@@ -204,6 +208,7 @@ void read_checkpoint(const std::string& path, LoraModel& model, AdamW& opt, Trai
   }
   opt.set_steps(read_i64(c, gid, "adam_step"));
   state.step = read_i64(c, gid, "step");
+  state.epoch = read_i64(c, gid, "epoch");
   state.next_example = read_i64(c, gid, "next_example");
   state.tokens_seen = read_i64(c, gid, "tokens_seen");
   state.threads = int(read_i64(c, gid, "threads"));
@@ -214,7 +219,7 @@ void read_checkpoint(const std::string& path, LoraModel& model, AdamW& opt, Trai
   lc.val_loss = read_list<double>(c, gid, "curve_val_loss", H5T_FLOAT, H5T_NATIVE_DOUBLE);
   if (lc.step.size() != lc.loss.size() || lc.val_step.size() != lc.val_loss.size())
     c.fail("/checkpoint", "loss curve arrays differ in length");
-  if (state.step < 0 || state.next_example < 0 || opt.steps() != state.step)
+  if (state.step < 0 || state.epoch < 0 || state.next_example < 0 || opt.steps() != state.step)
     c.fail("/checkpoint", cat("inconsistent step ", state.step, " / adam_step ", opt.steps()));
 }
 

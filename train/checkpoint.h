@@ -24,11 +24,13 @@ struct LossCurve {
 };
 
 // The loop's position. The loop draws no random numbers after the adapters' initialisation
-// (no dropout; examples in file order), so the seed in the training arguments is the whole
-// RNG state; it is compared on resume like every other argument.
+// (no dropout) except the example order, a pure function of (seed, epoch) (data_order.h), so
+// the seed in the training arguments plus (epoch, next_example) is the whole RNG state; the
+// seed is compared on resume like every other argument.
 struct TrainState {
   int64_t step = 0;          // optimiser steps done
-  int64_t next_example = 0;  // index of the next training example (file order, wrapping)
+  int64_t epoch = 0;         // current pass over the data (0-based)
+  int64_t next_example = 0;  // position of the next example in this epoch's order
   int64_t tokens_seen = 0;   // input tokens processed so far
   int threads = 0;           // thread count of the run (bit-identity holds for the same count)
   LossCurve curve;

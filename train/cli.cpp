@@ -27,7 +27,8 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--schedule", o->schedule, "Learning-rate schedule: constant, linear, cosine")->capture_default_str();
   cmd->add_option("--weight-decay", o->weight_decay, "AdamW decoupled weight decay")->capture_default_str();
   cmd->add_option("--clip", o->clip, "Max global gradient norm (0: off)")->capture_default_str();
-  cmd->add_option("--seed", o->seed, "Seed of the adapters' initialisation")->capture_default_str();
+  cmd->add_option("--seed", o->seed, "Seed of the adapters' initialisation and of the example order")->capture_default_str();
+  cmd->add_flag("--no-shuffle{false}", o->shuffle, "Visit the examples in file order (default: a seeded permutation per epoch)");
   cmd->add_flag("--json", o->json, "One JSON line per step on stdout (step, loss, lr, grad_norm, ...)");
   cmd->add_option("--train-on", o->train_on, "Tokens to train: completion (assistant answers and their end-of-turn token) or all")->capture_default_str();
   cmd->add_flag("--drop-long", o->drop_long, "Drop examples longer than --seq instead of truncating them");

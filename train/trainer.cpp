@@ -1,6 +1,6 @@
-// The training loop (see trainer.h). Examples are visited in file order, `batch` of them
-// packed per micro-batch, `grad_accum` micro-batches per optimiser step, wrapping around at
-// the end of the data (epochs). The loss of a step is the sum of the token losses of all its
+// The training loop (see trainer.h). Examples are visited in a seeded permutation per epoch
+// (file order with --no-shuffle; data_order.h), `batch` of them packed per micro-batch,
+// `grad_accum` micro-batches per optimiser step, running on into the next epoch's order. The loss of a step is the sum of the token losses of all its
 // micro-batches over the number of trained tokens in all of them (not a mean of micro-batch
 // means), so every micro-batch backpropagates with grad_scale = 1 / that count.
 #include "train/trainer.h"
@@ -23,6 +23,7 @@
 #include "train/adapter_file.h"
 #include "train/checkpoint.h"
 #include "train/data.h"
+#include "train/data_order.h"
 #include "train/estimate.h"
 #include "train/loss_curve.h"
 #include "train/optimizer.h"
@@ -53,7 +54,7 @@ Json options_json(const TrainOptions& o) {
           {"steps", o.steps},       {"epochs", o.epochs},     {"batch", o.batch},
           {"grad_accum", o.grad_accum}, {"seq", o.seq},       {"warmup", o.warmup},
           {"schedule", o.schedule}, {"weight_decay", o.weight_decay}, {"clip", o.clip},
-          {"seed", o.seed}, {"train_on", o.train_on}, {"drop_long", o.drop_long},
+          {"seed", o.seed}, {"shuffle", o.shuffle}, {"train_on", o.train_on}, {"drop_long", o.drop_long},
           {"val", o.val},   {"val_split", o.val_split}};
 }
 
@@ -184,7 +185,7 @@ void run_train(const TrainOptions& o) {
 
   Progress bar("train", uint64_t(total), false);
   bar.set(uint64_t(state.step));
-  size_t next = size_t(state.next_example);  // next example, in file order, wrapping around
+  DataOrder order(examples.size(), o.seed, o.shuffle, state.epoch, size_t(state.next_example));
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t tokens_at_start = state.tokens_seen, steps_at_start = state.step;
   int64_t last_saved = o.resume.empty() ? -1 : state.step;
@@ -194,8 +195,7 @@ void run_train(const TrainOptions& o) {
     for (int a = 0; a < o.grad_accum; ++a) {
       std::vector<Example> part;
       for (int b = 0; b < o.batch; ++b) {
-        part.push_back(examples[next]);
-        next = (next + 1) % examples.size();
+        part.push_back(examples[order.next()]);
       }
       micro.push_back(pack(part));
       n_trained += micro.back().n_trained();
@@ -223,7 +223,8 @@ void run_train(const TrainOptions& o) {
     const double lr = learning_rate(schedule, o.lr, step, o.warmup, total);
     opt.step(params, cgrads, lr);
     state.step = step + 1;
-    state.next_example = int64_t(next);
+    state.epoch = order.epoch();
+    state.next_example = int64_t(order.position());
     state.curve.step.push_back(step + 1);
     state.curve.loss.push_back(loss);
     const double secs =

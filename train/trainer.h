@@ -22,6 +22,7 @@ struct TrainOptions {
   double weight_decay = 0.0;
   double clip = 1.0;  // max global gradient norm; <= 0: off
   uint64_t seed = 0;
+  bool shuffle = true;  // a seeded permutation of the examples per epoch (data_order.h)
   bool json = false;   // one JSON line per step on stdout
   std::string train_on = "completion";  // completion | all (data_chat.h's prompt masking)
   bool drop_long = false;  // drop examples longer than seq instead of truncating them

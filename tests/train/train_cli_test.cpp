@@ -38,7 +38,7 @@ std::string train_args(const std::string& data, const std::string& out, int step
   return "--threads 2 train " + test::source_dir() + "/" + kModel + " --data " + data + " -o " +
          out + " --steps " + std::to_string(steps) + " --seed " + std::to_string(seed) +
          " --rank 4 --alpha 8 --lr 5e-3 --warmup 3 --schedule cosine --weight-decay 0.01"
-         " --clip 1.0 --batch 2 --grad-accum 2 --seq 12 --json";
+         " --clip 1.0 --batch 2 --grad-accum 2 --seq 12 --json --no-shuffle";  // PyTorch loop: file order
 }
 
 TEST(TrainCli, TwentyStepsMatchPyTorchAndRunsAreBitIdentical) {
