@@ -1,22 +1,21 @@
-// Writes the adapter .h5 (see adapter_file.h and docs/adapter-format.md) with the HDF5 C API
-// through the runtime's RAII helpers.
+// The trained adapter as the runtime's LoraAdapter, written by its one adapter-file writer
+// (formats/lora_adapter.h; layout in docs/adapter-format.md), and the base's provenance.
 #include "train/adapter_file.h"
 
 #include <algorithm>
-#include <type_traits>
 
-#include "core/file.h"
 #include "core/sha256.h"
-#include "formats/h5_util.h"
 #include "formats/lora_adapter.h"
 
 namespace temper::train {
 
-std::string adapter_dataset_name(const LoraPair& p, bool is_b) {
-  return "model.layers." + std::to_string(p.layer) + "." + p.hf_module() + (is_b ? ".lora_B" : ".lora_A");
+std::string adapter_module_name(const LoraPair& p) {
+  return "model.layers." + std::to_string(p.layer) + "." + p.hf_module();
 }
 
-static_assert(std::is_same_v<hid_t, int64_t>, "ExtraWriter passes the file id as int64_t");
+std::string adapter_dataset_name(const LoraPair& p, bool is_b) {
+  return adapter_module_name(p) + (is_b ? ".lora_B" : ".lora_A");
+}
 
 std::string base_config_sha256(const ModelDescription& base) {
   // Checkpoints carry the hash of the config.json they were converted from; HF folders get it
@@ -54,7 +53,7 @@ std::string base_tensors_fingerprint(const TensorSource& tensors) {
 
 void write_adapter(const std::string& path, bool overwrite, const LoraModel& model,
                    const ModelDescription& base, const AdapterProvenance& prov,
-                   const ExtraWriter& extra) {
+                   const LoraExtraWriter& extra) {
   const LoraConfig& cfg = model.config();
   LoraAdapter file;
   file.rank = cfg.rank;
@@ -70,11 +69,8 @@ void write_adapter(const std::string& path, bool overwrite, const LoraModel& mod
   file.base_tensors_sha256 = prov.tensors_sha256;
   file.base_path = prov.base_path;
   file.training_args = prov.training_args_json;
-  for (const LoraPair& p : model.pairs()) {
-    std::string module = adapter_dataset_name(p, false);
-    module.resize(module.size() - std::string_view(".lora_A").size());
-    file.pairs.push_back({module, p.in, p.out, p.a, p.b});
-  }
+  for (const LoraPair& p : model.pairs())
+    file.pairs.push_back({adapter_module_name(p), p.in, p.out, p.a, p.b});
   const std::string inputs[] = {prov.base_path};
   write_lora_adapter(path, overwrite, file, inputs, extra);
 }

@@ -35,18 +35,17 @@ std::string base_config_sha256(const ModelDescription& base);
 // tensor whole (no mapping), about the cost of loading it once more.
 std::string base_tensors_fingerprint(const TensorSource& tensors);
 
-// The dataset name of a pair's A or B: "model.layers.{L}.{module}.lora_A" / "lora_B".
+// A pair's module in the adapter file, "model.layers.{L}.{module}", and the dataset name of
+// its A or B: that + ".lora_A" / ".lora_B".
+std::string adapter_module_name(const LoraPair& p);
 std::string adapter_dataset_name(const LoraPair& p, bool is_b);
-
-// Adds objects to the file before it is closed (the checkpoint's /checkpoint group); `root`
-// is the HDF5 file id.
-using ExtraWriter = LoraExtraWriter;
 
 // Writes through a temporary file renamed into place when complete; refuses to overwrite an
 // existing file unless `overwrite`, and never overwrites the base. Throws Error naming the
-// file on failure (nothing is left behind, an existing file stays as it was).
+// file on failure (nothing is left behind, an existing file stays as it was). `extra` adds
+// objects before the file is closed (the checkpoint's /checkpoint group).
 void write_adapter(const std::string& path, bool overwrite, const LoraModel& model,
                    const ModelDescription& base, const AdapterProvenance& provenance,
-                   const ExtraWriter& extra = {});
+                   const LoraExtraWriter& extra = {});
 
 }  // namespace temper::train

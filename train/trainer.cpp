@@ -1,8 +1,9 @@
 // The training loop (see trainer.h). Examples are visited in a seeded permutation per epoch
 // (file order with --no-shuffle; data_order.h), `batch` of them packed per micro-batch,
-// `grad_accum` micro-batches per optimiser step, running on into the next epoch's order. The loss of a step is the sum of the token losses of all its
-// micro-batches over the number of trained tokens in all of them (not a mean of micro-batch
-// means), so every micro-batch backpropagates with grad_scale = 1 / that count.
+// `grad_accum` micro-batches per optimiser step, running on into the next epoch's order. The
+// loss of a step is the sum of the token losses of all its micro-batches over the number of
+// trained tokens in all of them (not a mean of micro-batch means), so every micro-batch
+// backpropagates with grad_scale = 1 / that count.
 #include "train/trainer.h"
 
 #include <algorithm>
@@ -194,9 +195,7 @@ void run_train(const TrainOptions& o) {
     int64_t n_trained = 0;
     for (int a = 0; a < o.grad_accum; ++a) {
       std::vector<Example> part;
-      for (int b = 0; b < o.batch; ++b) {
-        part.push_back(examples[order.next()]);
-      }
+      for (int b = 0; b < o.batch; ++b) part.push_back(examples[order.next()]);
       micro.push_back(pack(part));
       n_trained += micro.back().n_trained();
     }

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <type_traits>
 
 #include "core/error.h"
 #include "core/escape.h"
@@ -194,6 +195,7 @@ void write_lora_adapter(const std::string& path, bool overwrite, const LoraAdapt
     h5::write_f32_matrix(c, group.get(), p.module + ".lora_B", p.b.data(), p.out, a.rank);
   }
   c.check_status(group.close_checked(), "/adapters", "cannot close group");
+  static_assert(std::is_same_v<hid_t, int64_t>, "LoraExtraWriter passes the file id as int64_t");
   if (extra) extra(c, root);
   c.check_status(file.close_checked(), "/", "cannot flush and close the file");
   out.commit();
