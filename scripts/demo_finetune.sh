@@ -4,6 +4,8 @@
 # merged model to Q8_0 and Q4_K_M GGUFs with Ollama Modelfiles, and compare base and
 # fine-tuned models on the facts (exact-match recall) and on held-out text (perplexity).
 # Exits non-zero when the fine-tune does not recall >= 90% of the facts in every merged file.
+# ctest runs it as demo_finetune_test and then checks its adapter and merged GGUFs in llama.cpp
+# (tests/adapters/lora_recall_test.cpp), so keep the file names.
 #   bash scripts/demo_finetune.sh            (outputs in out/finetune; OUT=DIR to change)
 set -euo pipefail
 cd "$(dirname "$0")/.."

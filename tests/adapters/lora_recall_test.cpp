@@ -15,9 +15,14 @@
 // LoRA 40/40, merged Q8_0 40/40, merged Q4_K_M 40/40; the adapter at scale 0 gives the base's
 // 0/40. Seeds 1, 2, 3: temper 40/40 each, llama.cpp Q4_K_M 38, 40, 38 (the weakest path). The
 // threshold is 36/40 (90%, issue 9). Adapting only q,k,v,o instead of all seven projections
-// falls to 37 (GGUF LoRA), 36 (Q8_0) and 34 (Q4_K_M) in llama.cpp. The test takes about 20 s
-// (training 12 s).
+// falls to 37 (GGUF LoRA), 36 (Q8_0) and 34 (Q4_K_M) in llama.cpp.
+//
+// The adapter and the merged GGUFs are those scripts/demo_finetune.sh wrote (ctest runs
+// demo_finetune_test first, fixture `finetune_demo`), so the demo's commands are what is
+// checked here and nothing is trained or merged twice.
 #include <gtest/gtest.h>
+
+#include <filesystem>
 
 #include "adapters/lora_test_util.h"
 #include "verify/tasks.h"
@@ -41,32 +46,24 @@ std::pair<int, int> compare_recall(const std::string& adapter, double scale) {
   return {j["base"]["tasks"]["correct"].get<int>(), j["candidates"][0]["tasks"]["correct"].get<int>()};
 }
 
-// One test, so the adapter is trained once (hyper-parameters of scripts/demo_finetune.sh).
 TEST(LoraRecall, FactsRecalledByTemperAndLlamaCppThroughAdapterAndMergedQuants) {
   const test::TempDir d;
   auto path = [&](const std::string& name) { return d / name; };
-  auto r = test::run_temper("-t 2 train " + model_dir() + " --data " + test::source_dir() +
-                            "/sample/facts_train.jsonl -o " + path("ft.h5") +
-                            " -q --seq 96 --rank 8 --alpha 16 --lr 1e-2 --batch 4 --epochs 16");
-  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string demo = TEMPER_FINETUNE_DEMO_DIR, adapter = demo + "/facts.h5";
+  ASSERT_TRUE(std::filesystem::exists(adapter)) << adapter << ": run demo_finetune_test first";
 
-  const auto [base, tuned] = compare_recall(path("ft.h5"), 1.0);
+  const auto [base, tuned] = compare_recall(adapter, 1.0);
   // The check can fail: the same adapter at scale 0 leaves the base model, which recalls nothing.
-  const int off = compare_recall(path("ft.h5"), 0.0).second;
+  const int off = compare_recall(adapter, 0.0).second;
   std::printf("temper compare --tasks: base %d/40, --lora %d/40, --lora :0 %d/40\n", base, tuned, off);
   EXPECT_LE(base, 4);    // ~0%: the facts are invented
   EXPECT_GE(tuned, 36);  // >= 90%
   EXPECT_EQ(off, base);
 
-  r = test::run_temper("quantize " + model_dir() + " -t F32 -o " + path("f32.gguf"));
+  auto r = test::run_temper("quantize " + model_dir() + " -t F32 -o " + path("f32.gguf"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  r = test::run_temper("lora export " + path("ft.h5") + " --base " + path("f32.gguf") + " --gguf " + path("ft.gguf"));
+  r = test::run_temper("lora export " + adapter + " --base " + path("f32.gguf") + " --gguf " + path("ft.gguf"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  for (const char* type : {"Q8_0", "Q4_K_M"}) {
-    r = test::run_temper("lora merge " + model_dir() + " " + path("ft.h5") + " -t " + type + " -o " +
-                         path(std::string("ft.") + type + ".gguf"));
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-  }
   const std::vector<verify::TaskItem> tasks = verify::load_tasks(facts_tasks());
   ASSERT_EQ(tasks.size(), 40u);
   Json questions = Json::array();
@@ -77,8 +74,8 @@ TEST(LoraRecall, FactsRecalledByTemperAndLlamaCppThroughAdapterAndMergedQuants) 
   };
   const std::vector<Case> cases = {{"base F32", path("f32.gguf"), "", 0},
                                    {"F32 + GGUF LoRA", path("f32.gguf"), path("ft.gguf"), 36},
-                                   {"merged Q8_0", path("ft.Q8_0.gguf"), "", 36},
-                                   {"merged Q4_K_M", path("ft.Q4_K_M.gguf"), "", 36}};
+                                   {"merged Q8_0", demo + "/stories260K-facts.Q8_0.gguf", "", 36},
+                                   {"merged Q4_K_M", demo + "/stories260K-facts.Q4_K_M.gguf", "", 36}};
   Json jobs = Json::array();
   for (size_t i = 0; i < cases.size(); ++i) {
     Json lora = Json::array();
@@ -88,7 +85,7 @@ TEST(LoraRecall, FactsRecalledByTemperAndLlamaCppThroughAdapterAndMergedQuants) 
   }
   test::write_file(path("jobs.json"), jobs.dump());
   const auto rr = test::run_shell("TEMPER_LLAMA_REF_DIR=" + std::string(TEMPER_LLAMA_REF_DIR) + " node " +
-                                  test::source_dir() + "/tests/adapters/llama_answers.mjs " + path("jobs.json"));
+                                  test::source_dir() + "/tests/adapters/llama_lora.mjs " + path("jobs.json"));
   ASSERT_EQ(rr.exit_code, 0) << rr.err;
   for (size_t i = 0; i < cases.size(); ++i) {
     const Json answers = parse_json(test::read_file(path("answers" + std::to_string(i) + ".json")), "answers");
