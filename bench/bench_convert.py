@@ -113,15 +113,33 @@ def cached_checkpoint(work, gb):
     return src, total, largest, n_layer
 
 
+def cpu_description():
+    """The CPU a figure was measured on: model name, the SIMD extensions the kernels choose
+    between, and the cores this process may use (/proc/cpuinfo)."""
+    model, flags = "unknown CPU", set()
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8", errors="replace"):
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "unknown CPU":
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    simd = [f for f in ("avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_vnni", "avx512_fp16",
+                        "amx_bf16", "amx_int8") if f in flags]
+    return f"{model}, {'/'.join(simd) or 'no AVX2'}, {len(os.sched_getaffinity(0))} cores"
+
+
 def bench_env(name, threads=None):
     """The environment for the processes a benchmark times: without this machine's
     OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE (they halve OpenBLAS speed), optionally with a thread
-    count. Prints what it did, as every benchmark must."""
+    count. Prints the CPU and what it did, as every benchmark must."""
     env = dict(os.environ)
     removed = [k for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if env.pop(k, None) is not None]
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
-    print(f"{name}: unset {removed or 'nothing'} for the timed processes"
+    print(f"{name}: {cpu_description()}; unset {removed or 'nothing'} for the timed processes"
           + (f"; {threads} threads" if threads else ""), file=sys.stderr)
     return env
 

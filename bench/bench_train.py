@@ -3,7 +3,8 @@
 LoRA loop written here, same model, same tokens, same thread count, in the same run.
 
   bench/bench_train.py [--quick] [--work DIR] [--threads 2] [--steps 4] [--build build]
-                       [--models llama-0.5b,llama-1b,gemma4-e2b] [--no-qlora] [--json]
+                       [--models llama-0.5b,llama-1b,gemma4-e2b] [--no-qlora] [--no-cpu]
+                       [--torch-modes fp32,bf16] [--json]
 
 Models (random weights in HF layout, bf16, generated here with scripts/tiny_models.py's helpers,
 stories260K tokenizer, so vocab 512 and almost every parameter is in the layers):
@@ -24,9 +25,11 @@ median of the per-step wall tokens/s after the first step, on the same token ids
 tokenised with the model's tokenizer.model). Peak RSS: the child's ru_maxrss (wait4).
 QLoRA: temper on Q8_0 and Q4_K_M GGUFs made with `temper quantize` from the same checkpoint.
 Peak: the best sgemm GFLOP/s here (torch fp32 and bf16 matmul, numpy's BLAS; 2048^3, best of 3),
-and each run's achieved GFLOP/s = 6 * (layer parameters) * tokens/s ... counted as LoRA
-training does: forward 2 + input-gradient 2 (no base-weight gradient) = 4 FLOPs per base
-parameter per token, plus temper's recomputed forward (2 more) reported separately.
+and each run's useful GFLOP/s = 4 * (layer parameters) * tokens/s, counted as LoRA training
+needs it: forward 2 + input-gradient 2 FLOPs per base parameter per token (no base-weight
+gradient); temper's recomputed forward (2 more) is not counted as useful.
+PyTorch loads its weights one tensor at a time (tests/forward/torch_ref.py's
+safetensors_entries), so its peak RSS holds the model, not a copy of the file as well.
 CPU time: at 1 thread, CPU-seconds per token (temper: user+sys of an N-step run minus a 1-step
 run; PyTorch: process_time per step), the figure that survives a shared machine.
 Timed processes run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (printed).
@@ -46,6 +49,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "forward"))
+import bench_convert  # noqa: E402  (HERE is on sys.path: the script's own folder)
 FIXTURES = os.environ.get("TEMPER_FIXTURES") or os.path.join(os.path.dirname(ROOT), "shared", "fixtures")
 TEXT = os.path.join(FIXTURES, "text", "tinystories_sample.txt")
 TARGETS = "q,k,v,o,gate,up,down"
@@ -92,12 +97,14 @@ def make_model(work, name):
     return folder
 
 
+BASE_ENV = None  # bench_convert.bench_env's: OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset (said once)
+
+
 def bench_env(threads):
-    env = dict(os.environ)
-    env.pop("OPENBLAS_CORETYPE", None)
-    env.pop("OPENBLAS_L2_SIZE", None)
-    env.update(OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
-    return env
+    global BASE_ENV
+    if BASE_ENV is None:
+        BASE_ENV = bench_convert.bench_env("bench_train")
+    return dict(BASE_ENV, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
 
 
 def run(cmd, env):
@@ -118,6 +125,11 @@ def run_usage(cmd, env):
     return (time.perf_counter() - t0, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, out.decode())
 
 
+def is_layer_projection(name):
+    """A weight the trained projections multiply (not embeddings, norms, PLE or towers)."""
+    return "proj" in name and not any(s in name for s in ("per_layer", "vision", "audio"))
+
+
 def layer_params(model):
     """Parameters the trained projections multiply (everything but embeddings/norms)."""
     hdr = []
@@ -126,12 +138,8 @@ def layer_params(model):
             with open(os.path.join(model, fn), "rb") as f:
                 n = int.from_bytes(f.read(8), "little")
                 hdr.append(json.loads(f.read(n)))
-    total = 0
-    for h in hdr:
-        for k, v in h.items():
-            if k != "__metadata__" and "proj" in k and "per_layer" not in k and "vision" not in k and "audio" not in k:
-                total += int(np.prod(v["shape"]))
-    return total
+    return sum(int(np.prod(v["shape"])) for h in hdr for k, v in h.items()
+               if k != "__metadata__" and is_layer_projection(k))
 
 
 def temper_train(args, model, data, threads, steps):
@@ -157,7 +165,6 @@ def torch_train(args, model, data, threads, steps, mode):
 def torch_worker(model, data, threads, steps, seq, mode):
     import sentencepiece
     import torch
-    sys.path.insert(0, os.path.join(ROOT, "tests", "forward"))
     sys.path.insert(0, os.path.join(ROOT, "tests", "train"))
     import torch_lora_ref as L
     import torch_ref as R
@@ -167,22 +174,12 @@ def torch_worker(model, data, threads, steps, seq, mode):
     c = json.load(open(os.path.join(model, "config.json")))
     base_dtype = torch.bfloat16 if mode == "bf16" else torch.float32
     tensors = {}
-    for fn in sorted(os.listdir(model)):
-        if not fn.endswith(".safetensors"):
-            continue
-        raw = open(os.path.join(model, fn), "rb").read()
-        n = int.from_bytes(raw[:8], "little")
-        hdr = json.loads(raw[8:8 + n])
-        for name, info in hdr.items():
-            if name == "__metadata__":
-                continue
-            a, b = info["data_offsets"]
-            bits = np.frombuffer(raw, np.int16, (b - a) // 2, 8 + n + a).copy()
-            t = torch.from_numpy(bits).view(torch.bfloat16).reshape(info["shape"])
-            # Norms, embeddings and scalars stay float32 (as the autocast model's would be).
-            big = "proj" in name and t.dim() == 2
-            tensors[name] = t.to(base_dtype if big else torch.float32)
-        del raw
+    for name, dtype, shape, buf in R.safetensors_entries(model):
+        assert dtype == "BF16", name
+        t = torch.from_numpy(np.frombuffer(buf, np.int16).copy()).view(torch.bfloat16).reshape(shape)
+        # Norms, embeddings and scalars stay float32 (as the autocast model's would be).
+        big = "proj" in name and t.dim() == 2
+        tensors[name] = t.to(base_dtype if big else torch.float32)
     w = R.W(tensors, ["model.language_model.", "model.", ""])
     text = c.get("text_config", c)
     H = text["hidden_size"]
@@ -247,6 +244,7 @@ def main():
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--models", default="llama-0.5b,llama-1b,gemma4-e2b")
     ap.add_argument("--no-qlora", action="store_true")
+    ap.add_argument("--torch-modes", default="fp32,bf16", help="PyTorch modes to time (bf16: autocast)")
     ap.add_argument("--no-cpu", action="store_true", help="skip the 1-thread CPU-time runs")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -257,8 +255,8 @@ def main():
     os.makedirs(args.work, exist_ok=True)
     data = os.path.join(args.work, "data.txt")
     open(data, "w", encoding="utf-8").write(open(TEXT, encoding="utf-8").read())
-    print("timed processes: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset; threads", args.threads,
-          "; load average at start", os.getloadavg())
+    bench_env(args.threads)  # prints the CPU and what it unsets
+    print("threads", args.threads, "; load average at start", os.getloadavg())
     peak = sgemm_peak(args.threads)
     best = max(peak.values())
     print("sgemm 2048^3 GFLOP/s:", {k: round(v, 1) for k, v in peak.items()}, "-> peak", round(best, 1))
@@ -275,12 +273,13 @@ def main():
                   f"useful {gf:6.1f} GFLOP/s = {gf / best:5.1%} of peak")
         r["temper"] = temper_train(args, model, data, args.threads, steps)
         show("temper bf16", r["temper"])
-        for mode in ("fp32", "bf16"):
+        modes = args.torch_modes.split(",")
+        for mode in modes:
             r["torch_" + mode] = torch_train(args, model, data, args.threads, steps, mode)
             show("torch " + mode, r["torch_" + mode])
-        tb = max(r["torch_fp32"]["tokens_per_s"], r["torch_bf16"]["tokens_per_s"])
-        rb = min(r["torch_fp32"]["peak_rss"], r["torch_bf16"]["peak_rss"])
-        print(f"  temper / torch best: speed {r['temper']['tokens_per_s'] / tb:.2f}x (target >= 2), "
+        tb = max(r["torch_" + m]["tokens_per_s"] for m in modes)
+        rb = min(r["torch_" + m]["peak_rss"] for m in modes)
+        print(f"  temper / torch best of {modes}: speed {r['temper']['tokens_per_s'] / tb:.2f}x (target >= 2), "
               f"RSS {r['temper']['peak_rss'] / rb:.2f}x (target <= 0.5)")
         if not args.no_qlora:
             for qt in ("Q8_0", "Q4_K_M"):
@@ -295,11 +294,11 @@ def main():
             many = temper_train(args, model, data, 1, steps)
             t_cpt = (many["cpu"] - one["cpu"]) / ((steps - 1) * (args.seq - 1))
             c = {"temper": t_cpt}
-            for mode in ("fp32", "bf16"):
+            for mode in modes:
                 c["torch_" + mode] = torch_train(args, model, data, 1, steps, mode)["cpu_per_token"]
             r["cpu_per_token_1t"] = c
             print("  1 thread, CPU ms/token: " + ", ".join(f"{k} {v * 1e3:.2f}" for k, v in c.items()) +
-                  f"; torch best / temper = {min(c['torch_fp32'], c['torch_bf16']) / t_cpt:.2f}x")
+                  f"; torch best / temper = {min(c['torch_' + m] for m in modes) / t_cpt:.2f}x")
         results["models"][name] = r
     print("\nload average at end", os.getloadavg())
     if args.json:

@@ -24,34 +24,40 @@ F = torch.float64
 
 # ----------------------------------------------------------------------------- loading
 
-def load_safetensors(folder):
-    files = []
+def safetensors_entries(folder):
+    """Yields (name, dtype, shape, bytes) of every tensor of the folder's (sharded) safetensors,
+    reading one tensor at a time (so a caller that keeps bf16 holds no copy of the file)."""
     idx = os.path.join(folder, "model.safetensors.index.json")
     if os.path.exists(idx):
         files = sorted(set(json.load(open(idx))["weight_map"].values()))
     else:
         files = ["model.safetensors"]
-    out = {}
     for fn in files:
-        raw = open(os.path.join(folder, fn), "rb").read()
-        (n,) = struct.unpack("<Q", raw[:8])
-        header = json.loads(raw[8:8 + n])
-        base = 8 + n
-        for name, info in header.items():
-            if name == "__metadata__":
-                continue
-            a, b = info["data_offsets"]
-            buf = raw[base + a:base + b]
-            if info["dtype"] == "F32":
-                arr = np.frombuffer(buf, "<f4").astype(np.float64)
-            elif info["dtype"] == "F16":
-                arr = np.frombuffer(buf, "<f2").astype(np.float64)
-            elif info["dtype"] == "BF16":
-                bits = np.frombuffer(buf, "<u2").astype(np.uint32) << 16
-                arr = bits.view(np.float32).astype(np.float64)
-            else:
-                raise ValueError("%s: dtype %s" % (name, info["dtype"]))
-            out[name] = torch.from_numpy(arr.reshape(info["shape"]).copy())
+        with open(os.path.join(folder, fn), "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
+            for name, info in header.items():
+                if name == "__metadata__":
+                    continue
+                a, b = info["data_offsets"]
+                f.seek(8 + n + a)
+                yield name, info["dtype"], info["shape"], f.read(b - a)
+
+
+def load_safetensors(folder):
+    """Every tensor in float64 (bf16/f16 upcast exactly)."""
+    out = {}
+    for name, dtype, shape, buf in safetensors_entries(folder):
+        if dtype == "F32":
+            arr = np.frombuffer(buf, "<f4").astype(np.float64)
+        elif dtype == "F16":
+            arr = np.frombuffer(buf, "<f2").astype(np.float64)
+        elif dtype == "BF16":
+            bits = np.frombuffer(buf, "<u2").astype(np.uint32) << 16
+            arr = bits.view(np.float32).astype(np.float64)
+        else:
+            raise ValueError("%s: dtype %s" % (name, dtype))
+        out[name] = torch.from_numpy(arr.reshape(shape).copy())
     return out
 
 
