@@ -19,9 +19,24 @@ namespace {
 
 std::atomic<GemvPath> g_path{GemvPath::kAuto};
 
-bool portable_forced_by_env() {
+// The path the environment asks for: TEMPER_GEMV_PATH=portable|avx2|avx512, else
+// TEMPER_PORTABLE_KERNELS=1 (portable), else kAuto.
+GemvPath path_from_env() {
+  if (const char* e = std::getenv("TEMPER_GEMV_PATH"); e && *e) {
+    if (std::strcmp(e, "portable") == 0) return GemvPath::kPortable;
+    if (std::strcmp(e, "avx2") == 0) return GemvPath::kAvx2;
+    if (std::strcmp(e, "avx512") == 0) return GemvPath::kAvx512;
+    throw Error("TEMPER_GEMV_PATH: '" + std::string(e).substr(0, 40) + "' is not one of portable, avx2, avx512");
+  }
   const char* e = std::getenv("TEMPER_PORTABLE_KERNELS");
-  return e && *e && std::strcmp(e, "0") != 0;
+  return e && *e && std::strcmp(e, "0") != 0 ? GemvPath::kPortable : GemvPath::kAuto;
+}
+
+void require_available(GemvPath p) {
+  if (p == GemvPath::kAvx2 && !gemv_avx2_available())
+    throw Error("gemv: the AVX2 path was requested but this CPU lacks AVX2/FMA/F16C");
+  if (p == GemvPath::kAvx512 && !gemv_avx512_available())
+    throw Error("gemv: the AVX-512 path was requested but this CPU lacks AVX-512 F/BW/VL (or AVX2/FMA/F16C)");
 }
 
 // 256 elements is a whole number of blocks of every type (k-quant super-blocks are 256), so a
@@ -69,6 +84,32 @@ bool gemv_avx2_available() {
   return ok;
 }
 
+bool gemv_avx512_available() {
+  // libgcc's __builtin_cpu_supports reports AVX-512 only if the OS saves the zmm state (XCR0).
+  static const bool ok = gemv_avx2_available() && __builtin_cpu_supports("avx512f") &&
+                         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+  return ok;
+}
+
+bool gemv_avx512_supports(DType t) {
+  switch (t) {
+    case DType::kF32: case DType::kF16: case DType::kBF16: case DType::kQ8_0: case DType::kQ4_0:
+      return true;
+    default:
+      return false;
+  }
+}
+
+const char* gemv_path_name(GemvPath p) {
+  switch (p) {
+    case GemvPath::kAuto: return "auto";
+    case GemvPath::kPortable: return "portable";
+    case GemvPath::kAvx2: return "avx2";
+    case GemvPath::kAvx512: return "avx512";
+  }
+  return "?";
+}
+
 bool gemv_avx2_supports(DType t) {
   switch (t) {
     case DType::kF32: case DType::kF16: case DType::kBF16: case DType::kQ8_0:
@@ -82,15 +123,19 @@ bool gemv_avx2_supports(DType t) {
 }
 
 void set_gemv_path(GemvPath p) {
-  if (p == GemvPath::kAvx2 && !gemv_avx2_available())
-    throw Error("gemv: the AVX2 path was requested but this CPU lacks AVX2/FMA/F16C");
+  require_available(p);
   g_path = p;
 }
 
 GemvPath gemv_path_for(DType t) {
   GemvPath p = g_path.load();
+  if (p == GemvPath::kAuto) {
+    p = path_from_env();
+    require_available(p);
+  }
   if (p == GemvPath::kAuto)
-    p = (!portable_forced_by_env() && gemv_avx2_available()) ? GemvPath::kAvx2 : GemvPath::kPortable;
+    p = gemv_avx512_available() ? GemvPath::kAvx512 : gemv_avx2_available() ? GemvPath::kAvx2 : GemvPath::kPortable;
+  if (p == GemvPath::kAvx512 && !gemv_avx512_supports(t)) p = GemvPath::kAvx2;
   if (p == GemvPath::kAvx2 && !gemv_avx2_supports(t)) p = GemvPath::kPortable;
   return p;
 }
@@ -100,8 +145,10 @@ void gemv_forward(float* y, const float* x, const Matrix& w, int64_t n_tokens, i
   if (n_tokens < 1 || n_tokens > kGemvMaxTokens)
     throw Error("gemv: n_tokens " + std::to_string(n_tokens) + " outside [1, " + std::to_string(kGemvMaxTokens) + "]");
   if (N == 0) return;
-  const bool avx2 = gemv_path_for(w.dtype) == GemvPath::kAvx2;
-  const auto rows = avx2 ? detail::gemv_rows_avx2 : detail::gemv_rows_portable;
+  const GemvPath path = gemv_path_for(w.dtype);
+  const bool avx2 = path == GemvPath::kAvx2;
+  const auto rows = avx2 ? detail::gemv_rows_avx2
+                    : path == GemvPath::kAvx512 ? detail::gemv_rows_avx512 : detail::gemv_rows_portable;
   // Sums of each token's activations over 32-element sub-blocks, shared by all rows.
   thread_local std::vector<float> xsum;
   const float* xsum32 = nullptr;

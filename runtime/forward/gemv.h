@@ -5,10 +5,12 @@
 // kGemvRowChunk rows handed out dynamically, so a thread whose core is busy with another
 // process does not hold back the rest.
 //
-// Paths: AVX2+FMA+F16C kernels for every stored type, chosen at run time from the CPU's
-// features (the code is compiled with a target attribute, so the binary does not need
-// -march=native); a portable path for every type dequantize_row handles. TEMPER_PORTABLE_KERNELS=1
-// or set_gemv_path(kPortable) forces the portable path (tests).
+// Paths, chosen at run time from the CPU's features (each is compiled for its ISA in its own
+// file, so the binary does not need -march=native): AVX-512 (F/BW/VL + FMA + F16C) kernels for
+// F32, F16, BF16, Q8_0 and Q4_0; AVX2+FMA+F16C kernels for every stored type; a portable path
+// for every type dequantize_row handles. A type the chosen path lacks falls to the next one.
+// TEMPER_GEMV_PATH=portable|avx2|avx512 (or TEMPER_PORTABLE_KERNELS=1, or set_gemv_path) forces a
+// path; forcing one the CPU lacks is an error.
 #pragma once
 #include <cstdint>
 
@@ -23,14 +25,19 @@ inline constexpr int64_t kGemvMaxTokens = 16;
 // atomic) is noise, and 16 f32 outputs are one 64-byte line, so threads rarely share a line.
 inline constexpr int64_t kGemvRowChunk = 16;
 
-enum class GemvPath : uint8_t { kAuto, kPortable, kAvx2 };
+enum class GemvPath : uint8_t { kAuto, kPortable, kAvx2, kAvx512 };
 
 // True if this CPU has AVX2, FMA and F16C.
 bool gemv_avx2_available();
+// True if this CPU (and OS) has AVX-512 F, BW and VL, plus AVX2, FMA and F16C.
+bool gemv_avx512_available();
+// True if the AVX-512 path has a kernel for t (others fall back to AVX2).
+bool gemv_avx512_supports(DType t);
+const char* gemv_path_name(GemvPath p);
 // True if the AVX2 path has a kernel for t (the portable path handles every quant::supports type).
 bool gemv_avx2_supports(DType t);
-// Selects the path for later calls (kAuto: AVX2 when available unless TEMPER_PORTABLE_KERNELS=1).
-// kAvx2 on a CPU without it is an error.
+// Selects the path for later calls (kAuto: the best the CPU has, unless TEMPER_GEMV_PATH or
+// TEMPER_PORTABLE_KERNELS=1 says otherwise). A path the CPU lacks is an error.
 void set_gemv_path(GemvPath p);
 // The path gemv_forward uses for type t under the current selection.
 GemvPath gemv_path_for(DType t);
@@ -48,6 +55,8 @@ namespace detail {
 // sub-blocks, which the AVX2 Q4_K/Q5_K kernels use for their minimum term (gemv_xsum32_needed).
 void gemv_rows_avx2(const Matrix& w, int64_t r0, int64_t r1, const float* x, int64_t T, float* y,
                     int64_t ldy, const float* xsum32);
+void gemv_rows_avx512(const Matrix& w, int64_t r0, int64_t r1, const float* x, int64_t T, float* y,
+                      int64_t ldy, const float* xsum32);
 void gemv_rows_portable(const Matrix& w, int64_t r0, int64_t r1, const float* x, int64_t T, float* y,
                         int64_t ldy, const float* xsum32);
 inline bool gemv_xsum32_needed(DType t) { return t == DType::kQ4_K || t == DType::kQ5_K; }

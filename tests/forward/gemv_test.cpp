@@ -16,6 +16,8 @@
 // K >= 256 all of that stays under K roundings, so the bound is γ_K·Σ(|s·q| + |m|)·|x|.
 // Σ(|s·q| + |m|)·|x| is computed from the reference dequantiser on copies of the blocks with
 // dmin = 0 (giving s·q) and with d = 0 (giving −m).
+// The AVX-512 kernels (F32, F16, BF16, Q8_0, Q4_0) dequantise each weight exactly as the oracle
+// does, so the plain bound applies to them as is.
 // Q8_0 and Q6_K factor out only the scale (d·Σ q·x): each term passes through at most
 // K/8 + 12 roundings and the oracle's weight fl(d·q) is within u of d·q, so for K >= 32 the
 // plain bound γ_K·Σ|w x| still covers them.
@@ -30,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "forward/matmul.h"
 #include "quant/quant.h"
 #include "quant/quant_common.h"
@@ -111,7 +114,7 @@ void check(const Matrix& w, const std::vector<GemvPath>& paths, const std::vecto
     const std::vector<double>& bound_mag = factored && path == GemvPath::kAvx2 ? mag_factored : mag;
     set_gemv_path(path);
     ASSERT_EQ(gemv_path_for(w.dtype), path) << what;
-    const std::string where = what + (path == GemvPath::kAvx2 ? " avx2" : " portable");
+    const std::string where = what + " " + gemv_path_name(path);
     for (int64_t T = 1; T <= kGemvMaxTokens; ++T) {
       std::vector<float> y(size_t(T * ldy), -7.0f);
       gemv_forward(y.data(), x.data(), w, T, ldy);
@@ -134,6 +137,7 @@ void check(const Matrix& w, const std::vector<GemvPath>& paths, const std::vecto
 std::vector<GemvPath> paths_for(DType t) {
   std::vector<GemvPath> p = {GemvPath::kPortable};
   if (gemv_avx2_available() && gemv_avx2_supports(t)) p.push_back(GemvPath::kAvx2);
+  if (gemv_avx512_available() && gemv_avx512_supports(t)) p.push_back(GemvPath::kAvx512);
   return p;
 }
 
@@ -181,7 +185,26 @@ TEST(Gemv, EnvironmentForcesPortablePath) {
   setenv("TEMPER_PORTABLE_KERNELS", "1", 1);
   EXPECT_EQ(gemv_path_for(DType::kQ4_K), GemvPath::kPortable);
   unsetenv("TEMPER_PORTABLE_KERNELS");
+  setenv("TEMPER_GEMV_PATH", "portable", 1);
+  EXPECT_EQ(gemv_path_for(DType::kQ8_0), GemvPath::kPortable);
+  setenv("TEMPER_GEMV_PATH", "sse9", 1);
+  EXPECT_THROW(gemv_path_for(DType::kQ8_0), Error);
+  unsetenv("TEMPER_GEMV_PATH");
   EXPECT_EQ(gemv_path_for(DType::kQ4_K), gemv_avx2_available() ? GemvPath::kAvx2 : GemvPath::kPortable);
+}
+
+// The automatic choice is the best path the CPU has for the type; a type the AVX-512 path lacks
+// falls to AVX2.
+TEST(Gemv, AutoPicksTheBestAvailablePath) {
+  if (!gemv_avx512_available()) {
+    EXPECT_THROW(set_gemv_path(GemvPath::kAvx512), Error);
+    GTEST_SKIP() << "this CPU lacks AVX-512 F/BW/VL: the AVX-512 path was not tested";
+  }
+  EXPECT_EQ(gemv_path_for(DType::kQ8_0), GemvPath::kAvx512);
+  EXPECT_EQ(gemv_path_for(DType::kQ6_K), GemvPath::kAvx2);
+  setenv("TEMPER_GEMV_PATH", "avx2", 1);
+  EXPECT_EQ(gemv_path_for(DType::kQ8_0), GemvPath::kAvx2);
+  unsetenv("TEMPER_GEMV_PATH");
 }
 
 // Every stored type the runtime reads has an AVX2 kernel (none silently falls back to the
