@@ -93,7 +93,7 @@ bool gemv_avx512_available() {
 
 bool gemv_avx512_supports(DType t) {
   switch (t) {
-    case DType::kF32: case DType::kF16: case DType::kBF16: case DType::kQ8_0: case DType::kQ4_0:
+    case DType::kF16: case DType::kBF16: case DType::kQ8_0: case DType::kQ4_0:
       return true;
     default:
       return false;

@@ -7,7 +7,7 @@
 //
 // Paths, chosen at run time from the CPU's features (each is compiled for its ISA in its own
 // file, so the binary does not need -march=native): AVX-512 (F/BW/VL + FMA + F16C) kernels for
-// F32, F16, BF16, Q8_0 and Q4_0; AVX2+FMA+F16C kernels for every stored type; a portable path
+// F16, BF16, Q8_0 and Q4_0; AVX2+FMA+F16C kernels for every stored type; a portable path
 // for every type dequantize_row handles. A type the chosen path lacks falls to the next one.
 // TEMPER_GEMV_PATH=portable|avx2|avx512 (or TEMPER_PORTABLE_KERNELS=1, or set_gemv_path) forces a
 // path; forcing one the CPU lacks is an error.

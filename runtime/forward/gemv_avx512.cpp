@@ -8,6 +8,8 @@
 // to the oracle's and only the accumulation order differs: the plain bound γ_K·Σ|w·x| of
 // tests/forward/gemv_test.cpp holds. Activations are read in their natural order (no
 // permutation, no sub-block sums), unlike the AVX2 strided kernels.
+// No F32 kernel: on Zen 5 it read 15-17 GB/s against AVX2's 19-28 (bench_gemv, 1 thread), so
+// F32 stays on AVX2.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -58,12 +60,6 @@ template <int T>
 __attribute__((always_inline)) inline void row(DType type, const uint8_t* row, int64_t K, Acc512<T>& acc) {
   using quant::kQK;
   switch (type) {
-    case DType::kF32: {
-      const auto* p = reinterpret_cast<const float*>(row);
-      row_float(K, acc, [p](int64_t i) { return _mm512_loadu_ps(p + i); },
-                [p](int64_t i) { float w; __builtin_memcpy(&w, p + i, 4); return w; });
-      break;
-    }
     case DType::kF16: {
       const auto* p = reinterpret_cast<const uint16_t*>(row);
       row_float(K, acc, [p](int64_t i) { return _mm512_cvtph_ps(load256(p + i)); },

@@ -16,7 +16,7 @@
 // K >= 256 all of that stays under K roundings, so the bound is γ_K·Σ(|s·q| + |m|)·|x|.
 // Σ(|s·q| + |m|)·|x| is computed from the reference dequantiser on copies of the blocks with
 // dmin = 0 (giving s·q) and with d = 0 (giving −m).
-// The AVX-512 kernels (F32, F16, BF16, Q8_0, Q4_0) dequantise each weight exactly as the oracle
+// The AVX-512 kernels (F16, BF16, Q8_0, Q4_0) dequantise each weight exactly as the oracle
 // does, so the plain bound applies to them as is.
 // Q8_0 and Q6_K factor out only the scale (d·Σ q·x): each term passes through at most
 // K/8 + 12 roundings and the oracle's weight fl(d·q) is within u of d·q, so for K >= 32 the
@@ -202,6 +202,7 @@ TEST(Gemv, AutoPicksTheBestAvailablePath) {
   }
   EXPECT_EQ(gemv_path_for(DType::kQ8_0), GemvPath::kAvx512);
   EXPECT_EQ(gemv_path_for(DType::kQ6_K), GemvPath::kAvx2);
+  EXPECT_EQ(gemv_path_for(DType::kF32), GemvPath::kAvx2);
   setenv("TEMPER_GEMV_PATH", "avx2", 1);
   EXPECT_EQ(gemv_path_for(DType::kQ8_0), GemvPath::kAvx2);
   unsetenv("TEMPER_GEMV_PATH");
