@@ -11,6 +11,7 @@
 #include <fstream>
 #include <vector>
 
+#include "core/error.h"
 #include "core/log.h"
 #include "forward/layers.h"
 #include "train/kernels.h"
@@ -116,6 +117,15 @@ TrainCost estimate_train_cost(const ModelConfig& cfg, const TensorSource& base,
   // attention's log-sum-exp (heads), the adapters' x·Aᵀ per target and its gradient (r).
   c.activation_bytes =
       4 * n * ((L + 1) * H + 6 * H + 4 * qd + 4 * kvd + 6 * ff + nh + (kNumTargets + 1) * r);
+  // One layer's kept activations (decoder_train.h LayerActivations): h1, a_raw, x2, h2, md, m
+  // (H), q_raw, q, att (qd), k_raw, v_raw, kc, vc (kvd), gate, up, act (F), lse, x·Aᵀ per
+  // target; with experts beside the MLP z, ex_in, m2 (H); with PLE pp (H), pg, pa, ple_l (P).
+  bool beside = false;
+  for (const LayerConfig& l : cfg.layers) beside = beside || l.ffn == FfnKind::kDenseAndMoe;
+  const double P = cfg.ple_dim;
+  const double layer_set = 4 * n * ((6 + (beside ? 3 : 0) + (P > 0 ? 1 : 0)) * H + 3 * qd +
+                                    4 * kvd + 3 * ff + nh + kNumTargets * r + 3 * P);
+  c.kept_bytes = std::max(0.0, L - 1) * layer_set;
   // Tiles of dequantised weight rows (2^20 floats), the cross-entropy's logits tile
   // (tokens × 2^20/H rows) and its copies of h and dL/dh.
   c.scratch_bytes = 4 * ((1 << 20) + n * std::min(V, double(1 << 20) / H) + 2 * n * H);
@@ -136,7 +146,50 @@ TrainCost estimate_train_cost(const ModelConfig& cfg, const TensorSource& base,
                                  double(seq) / double(t);
   c.attention_seconds = per_example * L * double(batch) * grad_accum;
   c.seconds_per_step = matmul_flops / c.flops_per_s + c.attention_seconds;
+  c.recompute_matmul_flops = double(c.tokens_per_step) * 2 * proj_params;
+  c.recompute_flops = c.recompute_matmul_flops + double(c.tokens_per_step) * attn_flops / 4;
+  c.recompute_attention_seconds = c.attention_seconds / 4;  // 1 of its 4 forward-equivalents
   return c;
+}
+
+TrainCost without_recompute(TrainCost c) {
+  if (!c.recompute) return c;
+  c.recompute = false;
+  c.activation_bytes += c.kept_bytes;
+  c.peak_rss_bytes += c.kept_bytes;
+  // The recomputed projections at the measured sgemm rate, attention's share as timed.
+  const double attention_flops = c.recompute_flops - c.recompute_matmul_flops;
+  c.seconds_per_step -= c.recompute_matmul_flops / c.flops_per_s + c.recompute_attention_seconds;
+  c.flops_per_step -= c.recompute_matmul_flops + attention_flops;
+  return c;
+}
+
+namespace {
+
+double mem_available_bytes() {
+  std::ifstream in("/proc/meminfo");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("MemAvailable:", 0) == 0) return std::stod(line.substr(13)) * 1024;
+  return 0;
+}
+
+}  // namespace
+
+RecomputeChoice choose_recompute(const std::string& mode, const TrainCost& c) {
+  TEMPER_CHECK(mode == "always" || mode == "never" || mode == "auto",
+               "--recompute: '", mode, "' is not always, never or auto");
+  if (mode == "always") return {true, "--recompute always"};
+  const TrainCost kept = without_recompute(c);
+  if (mode == "never")
+    return {false, cat("--recompute never (", human_bytes(c.kept_bytes), " more activations)")};
+  const double avail = mem_available_bytes();
+  const double budget = avail - std::max(0.1 * avail, double(1 << 30));
+  const std::string why = cat("estimated peak without recomputation ",
+                              human_bytes(kept.peak_rss_bytes), ", ", human_bytes(c.kept_bytes),
+                              " more than with it; available ", human_bytes(avail),
+                              " - margin = ", human_bytes(std::max(budget, 0.0)));
+  if (kept.peak_rss_bytes <= budget) return {false, cat("activations kept (", why, ")")};
+  return {true, cat("activations recomputed (", why, ")")};
 }
 
 std::string describe_cost(const TrainCost& c) {

@@ -26,7 +26,25 @@ struct TrainCost {
   double flops_per_s = 0;       // measured sgemm rate on the model's shape
   double attention_seconds = 0; // per step, from timing the attention kernels on this shape
   double seconds_per_step = 0;  // products' FLOPs / flops_per_s + attention_seconds
+  // The above are with activation recomputation. Without it (LoraModel::set_recompute): every
+  // layer's activations kept (kept_bytes more), the layers' forward run once instead of twice
+  // (recompute_flops and recompute_attention_seconds less).
+  double kept_bytes = 0, recompute_flops = 0, recompute_matmul_flops = 0,
+         recompute_attention_seconds = 0;
+  bool recompute = true;  // which of the two the figures above describe
 };
+
+// `c` without recomputation (see TrainCost).
+TrainCost without_recompute(TrainCost c);
+
+// --recompute always|never|auto: whether to recompute activations, and why (one line). auto
+// keeps them when the estimated peak without recomputation stays under the memory available
+// now (MemAvailable) minus a margin of 10% or 1 GiB, whichever is larger.
+struct RecomputeChoice {
+  bool recompute = true;
+  std::string reason;
+};
+RecomputeChoice choose_recompute(const std::string& mode, const TrainCost& c);
 
 // `batch` examples of up to `seq` tokens per micro-batch, `grad_accum` micro-batches per step.
 TrainCost estimate_train_cost(const ModelConfig& cfg, const TensorSource& base,

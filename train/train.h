@@ -99,9 +99,13 @@ class LoraModel {
   void zero_grads();
   // Loss of the batch (sum of -log p over trained tokens) from a full forward, and
   // grad_scale · its gradient added to every pair's da/db by the backward. Activations are
-  // recomputed per layer: only each layer's input is kept between the passes. Throws Error
-  // for a token id outside the vocabulary.
+  // recomputed per layer (only each layer's input is kept between the passes) unless
+  // set_recompute(false). Throws Error for a token id outside the vocabulary.
   double forward_backward(const Batch& batch, float grad_scale);
+  // false: keep every layer's activations from the forward for the backward instead of
+  // recomputing them (more memory, less work: see activation_bytes in estimate.h). The
+  // gradients are bit-identical either way.
+  void set_recompute(bool recompute) { keep_activations_ = !recompute; }
   // Loss only (no gradients).
   double loss(const Batch& batch);
 
@@ -114,6 +118,7 @@ class LoraModel {
   // layer's other experts follow in order.
   std::vector<std::vector<int>> index_;
   std::unique_ptr<Work> work_;
+  bool keep_activations_ = false;
   // Per pair: the HF row of each of the base's output rows, or empty when they agree. Llama
   // GGUFs store q/k rows permuted for llama.cpp's interleaved RoPE (rope_style kInterleaved);
   // the pass then runs B with its rows in the base's order and returns dB in HF order.

@@ -145,10 +145,24 @@ void run_train(const TrainOptions& o) {
     cgrads.emplace_back(p.db);
   }
 
-  const TrainCost cost = estimate_train_cost(opened.desc.config, *opened.tensors, lora, o.batch,
-                                             o.grad_accum, o.seq);
+  const TrainCost always_cost = estimate_train_cost(opened.desc.config, *opened.tensors, lora,
+                                                    o.batch, o.grad_accum, o.seq);
+  const RecomputeChoice choice = choose_recompute(o.recompute, always_cost);
+  lora.set_recompute(choice.recompute);
+  const TrainCost cost = choice.recompute ? always_cost : without_recompute(always_cost);
   if (o.dry_run) {
-    const std::string text = cat(total, " steps of ", per_step, " examples\n", describe_cost(cost));
+    const std::string text = cat(total, " steps of ", per_step, " examples\n", describe_cost(cost),
+                                 "recompute: ", choice.recompute ? "always" : "never", ": ",
+                                 choice.reason, "\n");
+    if (o.json) {
+      const Json line = {{"dry_run", true}, {"recompute", choice.recompute ? "always" : "never"},
+                         {"recompute_reason", choice.reason},
+                         {"estimated_peak_rss_bytes", cost.peak_rss_bytes},
+                         {"estimated_seconds_per_step", cost.seconds_per_step}};
+      std::printf("%s\n", line.dump().c_str());
+      std::fflush(stdout);
+      return;
+    }
     std::fwrite(text.data(), 1, text.size(), stdout);
     std::fflush(stdout);
     return;
@@ -183,6 +197,7 @@ void run_train(const TrainOptions& o) {
   info("training ", n_params, " adapter parameters (", lora.pairs().size(), " adapters, rank ",
        o.rank, ") on ", examples.size(), " examples; ", total,
        " steps of ", per_step, " examples");
+  info("activations: ", choice.recompute ? "recomputed per layer" : "kept", "; ", choice.reason);
 
   Progress bar("train", uint64_t(total), false);
   bar.set(uint64_t(state.step));
@@ -239,7 +254,8 @@ void run_train(const TrainOptions& o) {
     }
     if (o.json) {
       Json line = {{"step", step + 1}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm},
-                   {"trained_tokens", n_trained}, {"tokens_per_s", tokens_per_s}};
+                   {"trained_tokens", n_trained}, {"tokens_per_s", tokens_per_s},
+                   {"recompute", choice.recompute ? "always" : "never"}};
       if (validate) line["val_loss"] = val_loss;
       std::printf("%s\n", line.dump().c_str());
       std::fflush(stdout);

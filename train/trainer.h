@@ -34,6 +34,7 @@ struct TrainOptions {
   int64_t save_every = 0;  // > 0: write a checkpoint every N optimiser steps
   std::string checkpoint;  // its path ("" = the output with .ckpt.h5 for .h5)
   std::string resume;      // checkpoint to continue from ("" = start afresh)
+  std::string recompute = "auto";  // always | never | auto (estimate.h choose_recompute)
   bool dry_run = false;    // print the estimated RAM, time per step and trainable parameters, exit
 };
 

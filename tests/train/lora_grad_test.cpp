@@ -127,6 +127,33 @@ void check_against_torch(const Case& c, const test::TempDir& dir) {
   EXPECT_LE(4 * idle, 2 * lora.pairs().size()) << "too few experts used to check anything";
   std::printf("worst gradient error / max|g|: %.3g over %zu adapters\n", worst,
               lora.pairs().size());
+
+  // Without recomputation (activations kept from the forward) the pass runs the same kernels
+  // on the same inputs in the same order: the same loss and gradients to the bit. A first
+  // pass over the examples in reverse order leaves other values in every kept buffer, so a
+  // buffer the forward fails to refresh shows up here.
+  std::vector<std::vector<float>> grads;
+  for (const LoraPair& p : lora.pairs()) {
+    grads.push_back(p.da);
+    grads.push_back(p.db);
+  }
+  lora.set_recompute(false);
+  lora.forward_backward(pack({examples.rbegin(), examples.rend()}), 1.0f);
+  lora.zero_grads();
+  const double kept_loss = lora.forward_backward(batch, 1.0f);
+  EXPECT_EQ(std::memcmp(&kept_loss, &loss, sizeof loss), 0)
+      << "loss kept " << kept_loss << " recomputed " << loss;
+  size_t g = 0, differing = 0;
+  for (const LoraPair& p : lora.pairs())
+    for (const auto* kept : {&p.da, &p.db}) {
+      const std::vector<float>& rec = grads[g++];
+      if (std::memcmp(kept->data(), rec.data(), rec.size() * sizeof(float)) != 0) {
+        ADD_FAILURE() << "layer " << p.layer << " " << p.hf_module()
+                      << (kept == &p.da ? " dA" : " dB")
+                      << ": kept activations give other bits than recomputed ones";
+        if (++differing == 5) return;
+      }
+    }
 }
 
 // Writes scripts/tiny_models.py's checkpoint `name` (bf16) into dir and returns its folder.
