@@ -153,6 +153,18 @@ TEST_F(Imatrix, QuantizesAlikeInLlamaQuantize) {
   }
 }
 
+// Chat records rendered (here without a template: stories260K has none) into one token stream.
+TEST(ImatrixChat, ChatDataIsCollected) {
+  TempDir d;
+  const RunResult r = run_temper("imatrix " + kSample + " --data " + source_dir() + "/sample/facts_train.jsonl --ctx 64 -o " +
+                                 (d / "o.gguf") + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Json j = Json::parse(r.out);
+  EXPECT_GT(j["chunks"].get<int>(), 10);
+  EXPECT_EQ(j["few_tokens"].size(), 0u);
+  EXPECT_TRUE(read_entries(d / "o.gguf").count("blk.4.ffn_down.weight"));
+}
+
 TEST(ImatrixBadInput, TextShorterThanOneChunk) {
   TempDir d;
   write_file(d / "short.txt", "Once upon a time there was a cat.");
