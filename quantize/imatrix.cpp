@@ -1,5 +1,6 @@
 #include "imatrix.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -93,6 +94,68 @@ Imatrix load_legacy_imatrix(const std::string& path) {
 }
 
 }  // namespace
+
+void write_imatrix_gguf(const ImatrixData& d, const std::string& path, bool overwrite,
+                        const std::vector<std::string>& inputs) {
+  AtomicOutput out(path, overwrite, inputs);
+  GgufWriter w(out);
+  w.add_string("general.type", "imatrix");
+  w.add_string_array("imatrix.datasets", d.datasets);
+  w.add_u32("imatrix.chunk_count", d.chunks);
+  w.add_u32("imatrix.chunk_size", d.chunk_size);
+  for (const auto& [name, e] : d.entries) {
+    const int64_t n_mat = int64_t(e.counts.size()), ne0 = int64_t(e.sums.size()) / n_mat;
+    // ggml stores as many dimensions as ggml_n_dims counts: trailing 1s are dropped.
+    const int64_t sums_ne[2] = {ne0, n_mat}, counts_ne[2] = {1, n_mat};
+    const size_t dims = n_mat > 1 ? 2 : 1;
+    w.add_tensor_ne(name + ".in_sum2", DType::kF32, std::span(sums_ne, dims));
+    w.add_tensor_ne(name + ".counts", DType::kF32, std::span(counts_ne, dims));
+  }
+  w.write_header();
+  for (const auto& [name, e] : d.entries) {
+    w.write_tensor_data(name + ".in_sum2", {reinterpret_cast<const uint8_t*>(e.sums.data()), e.sums.size() * 4});
+    std::vector<float> c(e.counts.begin(), e.counts.end());
+    w.write_tensor_data(name + ".counts", {reinterpret_cast<const uint8_t*>(c.data()), c.size() * 4});
+  }
+  w.finish();
+}
+
+void write_imatrix_dat(const ImatrixData& d, const std::string& path, bool overwrite,
+                       const std::vector<std::string>& inputs) {
+  std::string bytes;
+  auto put = [&](const void* p, size_t n) { bytes.append(static_cast<const char*>(p), n); };
+  auto put32 = [&](int32_t v) { put(&v, 4); };
+  int32_t n_entries = 0;
+  std::string body;
+  std::swap(bytes, body);
+  for (const auto& [name, e] : d.entries) {
+    const int64_t max_count = *std::max_element(e.counts.begin(), e.counts.end());
+    if (max_count == 0) continue;  // no data: llama-imatrix skips it too
+    ++n_entries;
+    put32(int32_t(name.size()));
+    put(name.data(), name.size());
+    const int32_t ncall = int32_t((max_count + (d.chunk_size - 1)) / d.chunk_size);
+    put32(ncall);
+    put32(int32_t(e.sums.size()));
+    const size_t per = e.sums.size() / e.counts.size();
+    for (size_t i = 0; i < e.sums.size(); ++i) {
+      float count = float(e.counts[i / per]), value = e.sums[i];
+      if (count == 0.0f) value = count = 1.0f;
+      const float v = (value / count) * float(ncall);
+      put(&v, 4);
+    }
+  }
+  put32(int32_t(d.chunks));
+  const std::string dataset = d.datasets.empty() ? "" : d.datasets.back();
+  put32(int32_t(dataset.size()));
+  put(dataset.data(), dataset.size());
+  std::swap(bytes, body);
+  put32(n_entries);
+  bytes += body;
+  AtomicOutput out(path, overwrite, inputs);
+  out.write(bytes.data(), bytes.size());
+  out.commit();
+}
 
 Imatrix load_imatrix(const std::string& path) {
   MappedFile probe(path);

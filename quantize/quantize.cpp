@@ -3,9 +3,11 @@
 // slab of f32 rows and its encoding, plus whatever the source keeps mapped.
 #include "quantize.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <memory>
 
 #include "core/error.h"
@@ -97,6 +99,46 @@ void check_finite(const float* rows, int64_t n, int64_t first_index, const std::
          "; refusing to quantize non-finite weights");
 }
 
+// Names up to 5 of `names` ("'a', 'b' and 3 more").
+std::string some_names(const std::vector<std::string>& names) {
+  std::string out;
+  for (size_t i = 0; i < std::min<size_t>(names.size(), 5); ++i) out += cat(i ? ", '" : "'", escaped(names[i]), "'");
+  if (names.size() > 5) out += cat(" and ", names.size() - 5, " more");
+  return out;
+}
+
+// An imatrix made for another model: entries that name no tensor of this one, or whose size
+// differs, are errors (llama-quantize would skip them silently, or quantize with the wrong
+// weights); tensors the recipe quantizes with no entry are reported.
+void check_imatrix_fits(const Imatrix& im, const std::vector<GgufTensorPlan>& plans,
+                        const std::vector<TypeChoice>& choices, std::vector<std::string>& warnings) {
+  std::map<std::string, const GgufTensorPlan*> by_name;
+  for (const auto& p : plans) by_name.emplace(p.name, &p);
+  std::vector<std::string> unknown, wrong_size, missing;
+  for (const auto& [name, v] : im.entries) {
+    auto it = by_name.find(name);
+    if (it == by_name.end()) {
+      unknown.push_back(name);
+      continue;
+    }
+    const GgufTensorPlan& p = *it->second;
+    const uint64_t want = uint64_t(p.ne[0]) * uint64_t(p.ne.size() >= 3 ? p.ne[2] : 1);
+    if (v.size() != want && name != "token_embd.weight" && name != "per_layer_token_embd.weight")
+      wrong_size.push_back(cat(name, " (", v.size(), " values, the tensor needs ", want, ")"));
+  }
+  TEMPER_CHECK(unknown.empty(), im.file, ": ", unknown.size(), " of ", im.entries.size(),
+               " imatrix entries name no tensor of the model: ", some_names(unknown),
+               "; was it made for another model?");
+  TEMPER_CHECK(wrong_size.empty(), im.file, ": ", wrong_size.size(), " imatrix entries do not fit the model's tensors: ",
+               some_names(wrong_size), "; was it made for another model?");
+  for (size_t i = 0; i < plans.size(); ++i)
+    if (choices[i].quantized && plans[i].name.starts_with("blk.") && !im.entries.count(plans[i].name))
+      missing.push_back(plans[i].name);
+  if (!missing.empty())
+    warnings.push_back(cat(im.file, " has no entry for ", missing.size(), " quantized tensors (", some_names(missing),
+                           "): they are quantized without importance weights"));
+}
+
 }  // namespace
 
 QuantizeReport quantize_model(const QuantizeOptions& o) {
@@ -175,6 +217,7 @@ QuantizeReport quantize_model(const QuantizeOptions& o) {
   if (o.write_modelfile && !file_type_info(popts.ftype).ollama_can_requantize)
     report.warnings.push_back(report.file_type + " is not a type `ollama create --quantize` can redo (it accepts F32, F16, "
                               "BF16, Q8_0, Q4_K_S, Q4_K_M); keep this GGUF, Ollama imports it as it is");
+  if (!imatrix.entries.empty()) check_imatrix_fits(imatrix, plans, choices, report.warnings);
   report.output = o.output;
   if (o.dry_run) return report;
 

@@ -13,6 +13,7 @@
 #include "eval.h"
 #include "eval_model.h"
 #include "generate.h"
+#include "imatrix.h"
 #include "verify.h"
 
 namespace temper {
@@ -192,6 +193,37 @@ void add_generate_command(CLI::App& app) {
                   t.n_prompt, t.prompt_seconds, t.prompt_seconds > 0 ? t.n_prompt / t.prompt_seconds : 0.0, t.n_decode,
                   t.decode_seconds, t.decode_seconds > 0 ? t.n_decode / t.decode_seconds : 0.0);
     log_verbose(line);
+  });
+}
+
+void add_imatrix_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "imatrix", "Importance matrix for quantize --imatrix (and llama-quantize), as llama-imatrix collects it");
+  auto o = std::make_shared<ImatrixOptions>();
+  auto json = std::make_shared<bool>(false);
+  cmd->add_option("model", o->model, "Hugging Face folder, temper checkpoint (.h5) or GGUF")->required();
+  auto* text = cmd->add_option("--text", o->text, "UTF-8 calibration text (tokenized with BOS, as llama-imatrix -f)");
+  cmd->add_option("--data", o->data, "Chat JSONL (messages, prompt/completion, Alpaca, text records) rendered with "
+                                     "the model's chat template")
+      ->excludes(text);
+  cmd->add_option("-o,--output", o->output, "Output imatrix (GGUF, or .dat with --legacy-dat)")->required();
+  cmd->add_option("--ctx", o->ctx, "Chunk length in tokens (each chunk starts with BOS)")->capture_default_str();
+  cmd->add_option("--chunks", o->chunks, "Use only the first N chunks")->check(CLI::PositiveNumber);
+  cmd->add_flag("--legacy-dat", o->legacy_dat, "Write llama.cpp's legacy .dat format instead of GGUF");
+  cmd->add_option("--min-tokens", o->min_tokens,
+                  "Report matrices and experts that saw fewer tokens (200: ~10% standard error of a column's "
+                  "mean square for Gaussian activations)")
+      ->capture_default_str();
+  cmd->add_flag("--force", o->overwrite, "Overwrite an existing output");
+  cmd->add_flag("--json", *json, "Print the result as JSON on stdout");
+  cmd->callback([o, json] {
+    if (o->text.empty() == o->data.empty()) throw CLI::ValidationError("--text/--data", "give exactly one of them");
+    if (*json) set_log_level(LogLevel::kQuiet);
+    const ImatrixReport r = run_imatrix(*o);
+    if (*json)
+      std::printf("%s\n", imatrix_json(r).dump(2, ' ', false, Json::error_handler_t::replace).c_str());
+    else
+      print_imatrix(r, o->min_tokens);
   });
 }
 

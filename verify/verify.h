@@ -12,5 +12,6 @@ namespace temper {
 void add_eval_command(CLI::App& app);
 void add_compare_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
+void add_imatrix_command(CLI::App& app);
 
 }  // namespace temper

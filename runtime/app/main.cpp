@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
   temper::add_eval_command(app);
   temper::add_compare_command(app);
   temper::add_generate_command(app);
+  temper::add_imatrix_command(app);
   temper::train::add_train_command(app);
   temper::add_lora_command(app);
   temper::add_inspect_command(app);

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "forward/gemv.h"
+#include "forward/matmul_observer.h"
 #include "quant/quant.h"
 
 namespace temper::forward {
@@ -14,6 +15,14 @@ namespace temper::forward {
 // f32 elements of one dequantised tile: 4 MiB stays in L2/L3 while sgemm reuses it for every
 // token row, and is large enough that sgemm's own blocking is efficient.
 constexpr int64_t kTileElems = int64_t{1} << 20;
+
+namespace {
+thread_local MatmulObserver* t_observer = nullptr;
+}  // namespace
+
+MatmulObserver* matmul_observer() { return t_observer; }
+ScopedMatmulObserver::ScopedMatmulObserver(MatmulObserver* o) : previous_(t_observer) { t_observer = o; }
+ScopedMatmulObserver::~ScopedMatmulObserver() { t_observer = previous_; }
 
 void matrix_row(float* out, const Matrix& w, int64_t r) {
   quant::dequantize_row(w.dtype, w.row(r), out, w.cols);
@@ -43,6 +52,7 @@ void matmul_forward(float* y, const float* x, const Matrix& w, int64_t n_tokens,
                     std::vector<float>& scratch) {
   const int64_t K = w.cols;
   if (n_tokens == 0 || w.rows == 0) return;
+  if (t_observer) t_observer->on_matmul(w, x, n_tokens);
   // Decode and short batches: one pass over the stored blocks (gemv.h). Larger batches reuse
   // each dequantised tile for many tokens, where sgemm wins.
   if (n_tokens <= kGemvMaxTokens) {

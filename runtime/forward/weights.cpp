@@ -224,10 +224,17 @@ Weights bind_weights(const TensorSource& src, const ModelDescription& desc, Name
       TEMPER_CHECK(slot != nullptr, "tensor '", t.name, "': role has no slot in the forward pass");
       m.data = data.data() + offset;
       *slot = m;
+      const int n_expert = expert >= 0 ? cfg.layers.at(e.layer).n_expert : 0;
+      w.names.emplace(m.data, MatrixName{e.gguf_name, e.layer, expert, n_expert});
     }
   }
   if (cfg.tied_embeddings || !w.output) w.output = w.token_embd;
   return w;
+}
+
+const MatrixName* find_matrix(const Weights& w, const Matrix& m) {
+  auto it = w.names.find(m.data);
+  return it == w.names.end() ? nullptr : &it->second;
 }
 
 }  // namespace temper::forward

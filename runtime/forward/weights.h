@@ -3,6 +3,8 @@
 // weights, scales) are small and converted to f32 at load.
 #pragma once
 #include <cstdint>
+#include <map>
+#include <string>
 #include <memory>
 #include <vector>
 
@@ -53,6 +55,13 @@ struct LayerWeights {
   float layer_scalar = 1;
 };
 
+// Which tensor a bound matrix is, under the GGUF name llama.cpp and `temper quantize` give it
+// (for experts: the stacked ffn_*_exps tensor and the expert's index in it).
+struct MatrixName {
+  std::string gguf_name;
+  int layer = -1, expert = -1, n_expert = 0;
+};
+
 struct Weights {
   Matrix token_embd, output;  // output == token_embd when tied
   Vector output_norm;
@@ -61,7 +70,12 @@ struct Weights {
   std::vector<LayerWeights> layers;
   // Stored bytes of tensors whose source read them into scratch (HDF5); one copy each.
   std::vector<std::vector<uint8_t>> owned;
+  // Every bound matrix by its first byte (a tied output shares the embedding's entry).
+  std::map<const uint8_t*, MatrixName> names;
 };
+
+// The name of a matrix bound in `w` (one of its fields, or an expert's), nullptr for any other.
+const MatrixName* find_matrix(const Weights& w, const Matrix& m);
 
 // How checkpoint names map to the arch's tensor table.
 enum class NameScheme : uint8_t {
