@@ -245,11 +245,9 @@ Example example_from_record(const Json& rec, const Tokenizer& tok, const ChatDat
   return ex;
 }
 
-std::vector<Example> read_chat_examples(const std::string& path, const Tokenizer& tok, const ChatDataOptions& opt,
-                                        ChatDataStats& stats) {
-  TEMPER_CHECK(opt.seq >= 2, "--seq must be at least 2, got ", opt.seq);
+void for_each_chat_example(const std::string& path, const Tokenizer& tok, const ChatDataOptions& opt,
+                           ChatDataStats& stats, const std::function<void(Example&&)>& fn) {
   std::istringstream in(read_text_file(path));
-  std::vector<Example> out;
   std::string line;
   for (int64_t line_no = 1; std::getline(in, line); ++line_no) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
@@ -261,11 +259,19 @@ std::vector<Example> read_chat_examples(const std::string& path, const Tokenizer
       fail(where, ": not valid JSON (", e.what(), ")");
     }
     ++stats.records;
-    Example ex = example_from_record(rec, tok, opt, where, stats);
+    fn(example_from_record(rec, tok, opt, where, stats));
+  }
+}
+
+std::vector<Example> read_chat_examples(const std::string& path, const Tokenizer& tok, const ChatDataOptions& opt,
+                                        ChatDataStats& stats) {
+  TEMPER_CHECK(opt.seq >= 2, "--seq must be at least 2, got ", opt.seq);
+  std::vector<Example> out;
+  for_each_chat_example(path, tok, opt, stats, [&](Example&& ex) {
     if (int64_t(ex.tokens.size()) > opt.seq) {
       if (opt.drop_long) {
         ++stats.dropped_long;
-        continue;
+        return;
       }
       ex.tokens.resize(size_t(opt.seq));
       ex.trained.resize(size_t(opt.seq));
@@ -274,13 +280,13 @@ std::vector<Example> read_chat_examples(const std::string& path, const Tokenizer
     const int64_t trained = std::accumulate(ex.trained.begin(), ex.trained.end(), int64_t(0));
     if (trained == 0) {
       ++stats.empty_mask;
-      continue;
+      return;
     }
     ++stats.examples;
     stats.tokens += int64_t(ex.tokens.size());
     stats.trained += trained;
     out.push_back(std::move(ex));
-  }
+  });
   TEMPER_CHECK(!out.empty(), path, ": no token to train on (", stats.records, " records; ", stats.empty_mask,
                " with no trained token", opt.train_on == TrainOn::kCompletion ? " after prompt masking" : "",
                ", ", stats.dropped_long, " longer than --seq ", opt.seq, " dropped)");

@@ -28,6 +28,7 @@
 // holds answer text) and counted in DataStats::merged_boundaries.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,12 @@ struct ChatDataStats {
 // token.
 Example example_from_record(const Json& record, const Tokenizer& tok, const ChatDataOptions& opt,
                             const std::string& where, ChatDataStats& stats);
+
+// Calls fn(example) for each record of a .jsonl file (any mix of the shapes above), in order,
+// skipping blank lines; counts stats.records. Throws Error naming the file and line for a
+// malformed line or record.
+void for_each_chat_example(const std::string& path, const Tokenizer& tok, const ChatDataOptions& opt,
+                           ChatDataStats& stats, const std::function<void(Example&&)>& fn);
 
 // Reads a .jsonl file of records (any mix of the shapes above). Examples longer than seq are
 // truncated (counted) or dropped with drop_long; examples with no trained token are skipped

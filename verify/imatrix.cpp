@@ -5,7 +5,6 @@
 #include <chrono>
 #include <climits>
 #include <cstdio>
-#include <sstream>
 
 #include "core/error.h"
 #include "core/escape.h"
@@ -84,27 +83,14 @@ std::vector<int32_t> chat_tokens(const std::string& path, const EvalModel& m) {
   opt.train_on = train::TrainOn::kAll;
   opt.chat_template = m.chat_template();
   train::ChatDataStats stats;
-  std::istringstream in(read_text_file(path));
   std::vector<int32_t> out;
-  std::string line;
-  int64_t records = 0;
-  for (int64_t line_no = 1; std::getline(in, line); ++line_no) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = path + ":" + std::to_string(line_no);
-    Json rec;
-    try {
-      rec = Json::parse(line);
-    } catch (const Json::exception& e) {
-      fail(where, ": not valid JSON (", e.what(), ")");
-    }
-    ++records;
-    const train::Example ex = train::example_from_record(rec, *m.tok, opt, where, stats);
+  train::for_each_chat_example(path, *m.tok, opt, stats, [&](train::Example&& ex) {
     // A conversation that renders to its BOS alone holds no text.
     if (ex.tokens.size() > 1 || (ex.tokens.size() == 1 && ex.tokens[0] != m.tok->bos()))
       out.insert(out.end(), ex.tokens.begin(), ex.tokens.end());
-  }
-  TEMPER_CHECK(!out.empty(), "data file ", path, ": ", records, " records render to no text",
-               records == 0 ? " (the file has no records)" : "");
+  });
+  TEMPER_CHECK(!out.empty(), "data file ", path, ": ", stats.records, " records render to no text",
+               stats.records == 0 ? " (the file has no records)" : "");
   return out;
 }
 
