@@ -125,16 +125,14 @@ void write_imatrix_dat(const ImatrixData& d, const std::string& path, bool overw
   std::string bytes;
   auto put = [&](const void* p, size_t n) { bytes.append(static_cast<const char*>(p), n); };
   auto put32 = [&](int32_t v) { put(&v, 4); };
-  int32_t n_entries = 0;
-  std::string body;
-  std::swap(bytes, body);
+  auto max_count = [](const ImatrixSums& e) { return *std::max_element(e.counts.begin(), e.counts.end()); };
+  // Entries with no data are left out, as llama-imatrix does.
+  put32(int32_t(std::count_if(d.entries.begin(), d.entries.end(), [&](const auto& kv) { return max_count(kv.second) > 0; })));
   for (const auto& [name, e] : d.entries) {
-    const int64_t max_count = *std::max_element(e.counts.begin(), e.counts.end());
-    if (max_count == 0) continue;  // no data: llama-imatrix skips it too
-    ++n_entries;
+    if (max_count(e) == 0) continue;
     put32(int32_t(name.size()));
     put(name.data(), name.size());
-    const int32_t ncall = int32_t((max_count + (d.chunk_size - 1)) / d.chunk_size);
+    const int32_t ncall = int32_t((max_count(e) + (d.chunk_size - 1)) / d.chunk_size);
     put32(ncall);
     put32(int32_t(e.sums.size()));
     const size_t per = e.sums.size() / e.counts.size();
@@ -149,9 +147,6 @@ void write_imatrix_dat(const ImatrixData& d, const std::string& path, bool overw
   const std::string dataset = d.datasets.empty() ? "" : d.datasets.back();
   put32(int32_t(dataset.size()));
   put(dataset.data(), dataset.size());
-  std::swap(bytes, body);
-  put32(n_entries);
-  bytes += body;
   AtomicOutput out(path, overwrite, inputs);
   out.write(bytes.data(), bytes.size());
   out.commit();
