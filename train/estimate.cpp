@@ -147,8 +147,7 @@ TrainCost estimate_train_cost(const ModelConfig& cfg, const TensorSource& base,
   c.attention_seconds = per_example * L * double(batch) * grad_accum;
   c.seconds_per_step = matmul_flops / c.flops_per_s + c.attention_seconds;
   c.recompute_matmul_flops = double(c.tokens_per_step) * 2 * proj_params;
-  c.recompute_flops = c.recompute_matmul_flops + double(c.tokens_per_step) * attn_flops / 4;
-  c.recompute_attention_seconds = c.attention_seconds / 4;  // 1 of its 4 forward-equivalents
+  c.recompute_attention_flops = double(c.tokens_per_step) * attn_flops / 4;
   return c;
 }
 
@@ -158,9 +157,8 @@ TrainCost without_recompute(TrainCost c) {
   c.activation_bytes += c.kept_bytes;
   c.peak_rss_bytes += c.kept_bytes;
   // The recomputed projections at the measured sgemm rate, attention's share as timed.
-  const double attention_flops = c.recompute_flops - c.recompute_matmul_flops;
-  c.seconds_per_step -= c.recompute_matmul_flops / c.flops_per_s + c.recompute_attention_seconds;
-  c.flops_per_step -= c.recompute_matmul_flops + attention_flops;
+  c.seconds_per_step -= c.recompute_matmul_flops / c.flops_per_s + c.attention_seconds / 4;
+  c.flops_per_step -= c.recompute_matmul_flops + c.recompute_attention_flops;
   return c;
 }
 
@@ -179,9 +177,9 @@ RecomputeChoice choose_recompute(const std::string& mode, const TrainCost& c) {
   TEMPER_CHECK(mode == "always" || mode == "never" || mode == "auto",
                "--recompute: '", mode, "' is not always, never or auto");
   if (mode == "always") return {true, "--recompute always"};
-  const TrainCost kept = without_recompute(c);
   if (mode == "never")
     return {false, cat("--recompute never (", human_bytes(c.kept_bytes), " more activations)")};
+  const TrainCost kept = without_recompute(c);
   const double avail = mem_available_bytes();
   const double budget = avail - std::max(0.1 * avail, double(1 << 30));
   const std::string why = cat("estimated peak without recomputation ",

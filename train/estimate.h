@@ -28,9 +28,9 @@ struct TrainCost {
   double seconds_per_step = 0;  // products' FLOPs / flops_per_s + attention_seconds
   // The above are with activation recomputation. Without it (LoraModel::set_recompute): every
   // layer's activations kept (kept_bytes more), the layers' forward run once instead of twice
-  // (recompute_flops and recompute_attention_seconds less).
-  double kept_bytes = 0, recompute_flops = 0, recompute_matmul_flops = 0,
-         recompute_attention_seconds = 0;
+  // (the recomputed projections' and attention's FLOPs less; attention's forward is 1 of its 4
+  // forward-equivalents, so a quarter of attention_seconds).
+  double kept_bytes = 0, recompute_matmul_flops = 0, recompute_attention_flops = 0;
   bool recompute = true;  // which of the two the figures above describe
 };
 

@@ -150,19 +150,15 @@ void run_train(const TrainOptions& o) {
   const RecomputeChoice choice = choose_recompute(o.recompute, always_cost);
   lora.set_recompute(choice.recompute);
   const TrainCost cost = choice.recompute ? always_cost : without_recompute(always_cost);
+  const char* recompute_mode = choice.recompute ? "always" : "never";
   if (o.dry_run) {
-    const std::string text = cat(total, " steps of ", per_step, " examples\n", describe_cost(cost),
-                                 "recompute: ", choice.recompute ? "always" : "never", ": ",
-                                 choice.reason, "\n");
-    if (o.json) {
-      const Json line = {{"dry_run", true}, {"recompute", choice.recompute ? "always" : "never"},
-                         {"recompute_reason", choice.reason},
-                         {"estimated_peak_rss_bytes", cost.peak_rss_bytes},
-                         {"estimated_seconds_per_step", cost.seconds_per_step}};
-      std::printf("%s\n", line.dump().c_str());
-      std::fflush(stdout);
-      return;
-    }
+    const std::string text =
+        o.json ? Json{{"dry_run", true}, {"recompute", recompute_mode}, {"recompute_reason", choice.reason},
+                      {"estimated_peak_rss_bytes", cost.peak_rss_bytes},
+                      {"estimated_seconds_per_step", cost.seconds_per_step}}
+                         .dump() + "\n"
+               : cat(total, " steps of ", per_step, " examples\n", describe_cost(cost), "recompute: ", recompute_mode,
+                     ": ", choice.reason, "\n");
     std::fwrite(text.data(), 1, text.size(), stdout);
     std::fflush(stdout);
     return;
@@ -255,7 +251,7 @@ void run_train(const TrainOptions& o) {
     if (o.json) {
       Json line = {{"step", step + 1}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm},
                    {"trained_tokens", n_trained}, {"tokens_per_s", tokens_per_s},
-                   {"recompute", choice.recompute ? "always" : "never"}};
+                   {"recompute", recompute_mode}};
       if (validate) line["val_loss"] = val_loss;
       std::printf("%s\n", line.dump().c_str());
       std::fflush(stdout);
