@@ -165,22 +165,25 @@ TEST(ImatrixChat, ChatDataIsCollected) {
   EXPECT_TRUE(read_entries(d / "o.gguf").count("blk.4.ffn_down.weight"));
 }
 
+// `temper imatrix ARGS -o OUT` fails with a message holding `needle` and writes nothing.
+void expect_refused(const std::string& args, const std::string& needle) {
+  TempDir d;
+  const RunResult r = run_temper("imatrix " + kSample + " " + args + " --ctx 64 -o " + (d / "o.gguf"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(d / "o.gguf"));
+}
+
 TEST(ImatrixBadInput, TextShorterThanOneChunk) {
   TempDir d;
   write_file(d / "short.txt", "Once upon a time there was a cat.");
-  const RunResult r = run_temper("imatrix " + kSample + " --text " + (d / "short.txt") + " --ctx 64 -o " + (d / "o.gguf"));
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("chunk needs 64"), std::string::npos) << r.err;
-  EXPECT_FALSE(fs::exists(d / "o.gguf"));
+  expect_refused("--text " + (d / "short.txt"), "chunk needs 64");
 }
 
 TEST(ImatrixBadInput, ChatDataThatRendersToNothing) {
   TempDir d;
   write_file(d / "empty.jsonl", "\n  \n");
-  const RunResult r = run_temper("imatrix " + kSample + " --data " + (d / "empty.jsonl") + " --ctx 64 -o " + (d / "o.gguf"));
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("render to no text"), std::string::npos) << r.err;
-  EXPECT_FALSE(fs::exists(d / "o.gguf"));
+  expect_refused("--data " + (d / "empty.jsonl"), "render to no text");
 }
 
 // An imatrix for another model: entries naming no tensor, and entries of the wrong size, are
