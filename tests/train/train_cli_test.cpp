@@ -11,26 +11,11 @@
 #include <sstream>
 
 #include "core/json.h"
+#include "train/story_lines.h"
 #include "util/test_util.h"
 
 namespace temper {
 namespace {
-
-// 12 one-line stories (ASCII, single spaces: both tokenizers see the same text).
-const char* const kTexts[] = {
-    "Once upon a time, there was a little girl named Lily.",
-    "She loved to play outside in the park with her big red ball.",
-    "One day, a small dog came to the park and wanted to play too.",
-    "Tom was a happy boy who liked to run and jump in the sun.",
-    "The cat sat on the mat and looked at the bird in the tree.",
-    "Mom made a big cake for the party and everyone was happy.",
-    "The little fish swam in the blue sea with his friends.",
-    "Ben found a shiny rock and showed it to his sister.",
-    "It was a rainy day, so they played with toys inside the house.",
-    "The old man gave the children some sweet apples from his garden.",
-    "Sue and her friend built a tall tower with blocks.",
-    "At night, the moon was bright and the stars were shining.",
-};
 
 const std::string kModel = "sample/stories260K";
 
@@ -43,9 +28,7 @@ std::string train_args(const std::string& data, const std::string& out, int step
 
 TEST(TrainCli, TwentyStepsMatchPyTorchAndRunsAreBitIdentical) {
   const test::TempDir dir;
-  std::string jsonl;
-  for (const char* t : kTexts) jsonl += Json({{"text", t}}).dump() + "\n";
-  test::write_file(dir / "data.jsonl", jsonl);
+  test::write_file(dir / "data.jsonl", test::story_jsonl());
 
   auto r = test::run_temper(train_args(dir / "data.jsonl", dir / "init.h5", 0, 5));
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -170,8 +153,8 @@ TEST(TrainCli, PromptCompletionTrainsWithValidationLoss) {
   const test::TempDir dir;
   std::string jsonl;
   for (int i = 0; i < 10; ++i)
-    jsonl += Json({{"prompt", std::string(kTexts[i]).substr(0, 12)},
-                   {"completion", std::string(kTexts[i]).substr(12)}}).dump() + "\n";
+    jsonl += Json({{"prompt", std::string(test::kStoryLines[i]).substr(0, 12)},
+                   {"completion", std::string(test::kStoryLines[i]).substr(12)}}).dump() + "\n";
   test::write_file(dir / "pc.jsonl", jsonl);
   const auto r = test::run_temper(
       "--threads 2 train " + test::source_dir() + "/" + kModel + " --data " + dir / "pc.jsonl" +
@@ -195,9 +178,7 @@ TEST(TrainCli, PromptCompletionTrainsWithValidationLoss) {
 // trained ones, or a sum, is off by > 2%.
 TEST(TrainCli, ValidationLossMatchesPyTorch) {
   const test::TempDir dir;
-  std::string jsonl;
-  for (int i = 0; i < 3; ++i) jsonl += Json({{"text", kTexts[i]}}).dump() + "\n";
-  test::write_file(dir / "val.jsonl", jsonl);
+  test::write_file(dir / "val.jsonl", test::story_jsonl(3));
   const std::string model = test::source_dir() + "/" + kModel;
   const auto r = test::run_temper("train " + model + " --data " + dir / "val.jsonl" + " --val " +
                                   dir / "val.jsonl" + " -o " + dir / "out.h5" +

@@ -11,27 +11,16 @@
 #include <string>
 
 #include "core/json.h"
+#include "train/story_lines.h"
 #include "util/test_util.h"
 
 namespace temper {
 namespace {
 
-const char* const kTexts[] = {
-    "Once upon a time, there was a little girl named Lily.",
-    "She loved to play outside in the park with her big red ball.",
-    "One day, a small dog came to the park and wanted to play too.",
-    "Tom was a happy boy who liked to run and jump in the sun.",
-    "The cat sat on the mat and looked at the bird in the tree.",
-    "Mom made a big cake for the party and everyone was happy.",
-    "The little fish swam in the blue sea with his friends.",
-};
-
 std::string model_dir() { return test::source_dir() + "/sample/stories260K"; }
 
 std::string write_data(const test::TempDir& dir) {
-  std::string jsonl;
-  for (const char* t : kTexts) jsonl += Json({{"text", t}}).dump() + "\n";
-  test::write_file(dir / "data.jsonl", jsonl);
+  test::write_file(dir / "data.jsonl", test::story_jsonl(7));
   return dir / "data.jsonl";
 }
 
