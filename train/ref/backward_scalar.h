@@ -103,21 +103,10 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
   for (int64_t i = 0; i < n; ++i)
     for (int h = 0; h < NH; ++h) {
       const int64_t ko = int64_t(h / (NH / NKV)) * HD, qo = i * qs + h * HD;
-      T mx = -std::numeric_limits<T>::infinity();
-      for (int64_t j = 0; j < n; ++j) {
-        if (!key_visible(i, j, segment, window)) continue;
-        T dot = 0;
-        for (int d = 0; d < HD; ++d) dot += q[qo + d] * k[j * kvs + ko + d];
-        p[j] = dot * scale;
-        mx = std::max(mx, p[j]);
-      }
-      T denom = 0;
-      for (int64_t j = 0; j < n; ++j)
-        if (key_visible(i, j, segment, window)) denom += (p[j] = std::exp(p[j] - mx));
+      attention_probs(p.data(), q, k, segment, i, qo, ko, n, kvs, HD, window, scale);
       T pdp = 0;
       for (int64_t j = 0; j < n; ++j) {
         if (!key_visible(i, j, segment, window)) continue;
-        p[j] /= denom;
         T dot = 0;
         for (int d = 0; d < HD; ++d) dot += dout[qo + d] * v[j * kvs + ko + d];
         dp[j] = dot;

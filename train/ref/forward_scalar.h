@@ -104,6 +104,26 @@ inline bool key_visible(int64_t i, int64_t j, const int32_t* segment, int window
   return window <= 0 || i - j < window;
 }
 
+// p[j] = softmax over visible keys j of scale · q_i,h · k_j (query i, head h reading KV head
+// at offset ko); invisible keys are left untouched and must be skipped by the caller.
+template <typename T>
+void attention_probs(T* p, const T* q, const T* k, const int32_t* segment, int64_t i, int64_t qo,
+                     int64_t ko, int64_t n, int64_t kvs, int HD, int window, T scale) {
+  T mx = -std::numeric_limits<T>::infinity();
+  for (int64_t j = 0; j < n; ++j) {
+    if (!key_visible(i, j, segment, window)) continue;
+    T dot = 0;
+    for (int d = 0; d < HD; ++d) dot += q[qo + d] * k[j * kvs + ko + d];
+    p[j] = dot * scale;
+    mx = std::max(mx, p[j]);
+  }
+  T denom = 0;
+  for (int64_t j = 0; j < n; ++j)
+    if (key_visible(i, j, segment, window)) denom += (p[j] = std::exp(p[j] - mx));
+  for (int64_t j = 0; j < n; ++j)
+    if (key_visible(i, j, segment, window)) p[j] /= denom;
+}
+
 // Causal GQA attention of n tokens on their own K/V: query head h reads KV head
 // h / (NH / NKV).
 template <typename T>
@@ -113,23 +133,13 @@ void attention_forward(T* out, const T* q, const T* k, const T* v, const int32_t
   std::vector<T> p(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i)
     for (int h = 0; h < NH; ++h) {
-      const int64_t ko = int64_t(h / (NH / NKV)) * HD;
-      T mx = -std::numeric_limits<T>::infinity();
-      for (int64_t j = 0; j < n; ++j) {
-        if (!key_visible(i, j, segment, window)) continue;
-        T dot = 0;
-        for (int d = 0; d < HD; ++d) dot += q[i * qs + h * HD + d] * k[j * kvs + ko + d];
-        p[j] = dot * scale;
-        mx = std::max(mx, p[j]);
-      }
-      T denom = 0;
-      for (int64_t j = 0; j < n; ++j)
-        if (key_visible(i, j, segment, window)) denom += (p[j] = std::exp(p[j] - mx));
+      const int64_t ko = int64_t(h / (NH / NKV)) * HD, qo = i * qs + h * HD;
+      attention_probs(p.data(), q, k, segment, i, qo, ko, n, kvs, HD, window, scale);
       for (int d = 0; d < HD; ++d) {
         T acc = 0;
         for (int64_t j = 0; j < n; ++j)
-          if (key_visible(i, j, segment, window)) acc += p[j] / denom * v[j * kvs + ko + d];
-        out[i * qs + h * HD + d] = acc;
+          if (key_visible(i, j, segment, window)) acc += p[j] * v[j * kvs + ko + d];
+        out[qo + d] = acc;
       }
     }
 }
