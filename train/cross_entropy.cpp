@@ -17,7 +17,8 @@
 namespace temper::train {
 
 double cross_entropy(float* dh, const float* h, const forward::Matrix& w, const int32_t* target,
-                     int64_t n, float softcap, float grad_scale, std::vector<float>& scratch) {
+                     int64_t n, float softcap, float grad_scale, std::vector<float>& scratch,
+                     int64_t logit_elems) {
   const int64_t H = w.cols;
   std::fill(dh, dh + n * H, 0.0f);
   std::vector<int64_t> rows;  // the trained tokens
@@ -30,7 +31,10 @@ double cross_entropy(float* dh, const float* h, const forward::Matrix& w, const 
   std::vector<float> mx(size_t(m), -INFINITY), z_target(size_t(m), 0.0f);
   std::vector<double> sum(size_t(m), 0.0);
 
-  forward::for_each_f32_tile(w, scratch, [&](int64_t r0, int64_t nr, const float* tile) {
+  // An aligned f32 W comes as one tile of all V rows; the logits of a tile are cut further so
+  // that at most logit_elems of them exist at once, whatever the vocabulary.
+  const int64_t step = std::max<int64_t>(1, logit_elems / m);
+  auto visit = [&](int64_t r0, int64_t nr, const float* tile) {
     z.resize(size_t(m * nr));
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(nr), int(H), 1.0f,
                 hc.data(), int(H), tile, int(H), 0.0f, z.data(), int(nr));
@@ -57,6 +61,10 @@ double cross_entropy(float* dh, const float* h, const forward::Matrix& w, const 
     // G += E · tile (outside the parallel region: OpenBLAS owns the threads)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(m), int(H), int(nr), 1.0f,
                 z.data(), int(nr), tile, int(H), 1.0f, g.data(), int(H));
+  };
+  forward::for_each_f32_tile(w, scratch, [&](int64_t r0, int64_t nr, const float* tile) {
+    for (int64_t c = 0; c < nr; c += step)
+      visit(r0 + c, std::min(step, nr - c), tile + c * H);
   });
 
   double loss = 0;

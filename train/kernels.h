@@ -68,9 +68,13 @@ void attention_backward(float* dq,              // (n, NH*HD)
 // target >= 0 of -log softmax(z)[target], z = softcap(h · Wᵀ) (softcap 0: none), and sets
 // dh (n, H) = grad_scale · d(sum)/dh (zero rows for untrained tokens). W (V, H) is visited one
 // dequantised tile of rows at a time with an online softmax (running max, rescaled sums), so
-// only (trained tokens × tile rows) logits ever exist, never n × V.
+// only (trained tokens × tile rows) logits ever exist, never n × V: at most kLogitElems of them
+// (16 MiB of f32, a 512-token sequence against 8192 vocabulary rows at a time).
+inline constexpr int64_t kLogitElems = int64_t(1) << 22;
+// `logit_elems` is that budget (smaller in tests, to cut tiles at odd rows).
 double cross_entropy(float* dh, const float* h, const forward::Matrix& w, const int32_t* target,
-                     int64_t n, float softcap, float grad_scale, std::vector<float>& scratch);
+                     int64_t n, float softcap, float grad_scale, std::vector<float>& scratch,
+                     int64_t logit_elems = kLogitElems);
 
 // VJP of forward::route_tokens w.r.t. the router logits (dlogits (n, E) overwritten), for the
 // experts `r` chose: through the renormalisation, the per-expert scales and the softmax; the

@@ -270,10 +270,12 @@ TEST(TrainKernels, AttentionForwardAndBackwardWithMasks) {
 
 TEST(TrainKernels, FusedCrossEntropy) {
   // Vocabulary larger than one dequantisation tile (2^20 elements / H = 8192 rows) so the
-  // online softmax really rescales across tiles; bf16 and Q8_0 W as stored types.
+  // online softmax really rescales across tiles; f32, bf16 and Q8_0 W as stored types.
   const int64_t n = 6, H = 128, V = 8192 * 2 + 37;
   const std::vector<int32_t> target = {5, -1, V - 1, 8200, 0, -1};
-  for (DType type : {DType::kBF16, DType::kQ8_0})
+  // F32 W is one tile of all V rows, cut by the logit budget: 1000 elements = 250 rows of 4
+  // trained tokens, so the cuts fall at rows that are not multiples of anything in the tiling.
+  for (DType type : {DType::kF32, DType::kBF16, DType::kQ8_0})
     for (float cap : {0.0f, 5.0f}) {  // cap 5: logits ~N(0, 4), so the cap matters
       StoredMatrix w(type, V, H, 90);
       const auto h = randn_f32(n * H, 91, 0.7);
@@ -286,7 +288,7 @@ TEST(TrainKernels, FusedCrossEntropy) {
       std::vector<float> got(n * H, 9.0f), scratch;
       const double loss =
           cross_entropy(got.data(), to_f32(h).data(), w.m, target.data(), n, cap, float(gs),
-                        scratch);
+                        scratch, type == DType::kF32 ? 1000 : kLogitElems);
       // Logits are H-term fp32 dots of size <= |h||w| ~ 0.7·0.5·H = 45: absolute error
       // <= H eps 45 ≈ 7e-4 per logit, which moves each token's loss by at most that much
       // (log-sum-exp and the target logit are 1-Lipschitz): 4 trained tokens ->  4 · 7e-4.
