@@ -14,7 +14,7 @@ void add_export(CLI::App* lora) {
   auto* cmd = lora->add_subcommand("export", "Write an adapter as a GGUF LoRA (llama.cpp, Ollama ADAPTER) or a PEFT folder");
   struct Opts {
     std::string adapter, base, gguf, peft, type = "F32";
-    bool force = false;
+    bool force = false, modelfile = false;
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("adapter", o->adapter, "Adapter .h5 (temper train or lora import)")->required();
@@ -22,9 +22,12 @@ void add_export(CLI::App* lora) {
   cmd->add_option("--base", o->base, "The base model (HF folder, .h5 or GGUF): its architecture and tensor names");
   cmd->add_option("--type", o->type, "GGUF LoRA tensor type: F32, F16, BF16 or Q8_0")->capture_default_str();
   cmd->add_option("--peft", o->peft, "Write a PEFT adapter folder (adapter_config.json + adapter_model.safetensors)");
+  cmd->add_flag("--modelfile", o->modelfile,
+                "With --gguf and a GGUF --base: also write an Ollama Modelfile (FROM base, ADAPTER this file)");
   cmd->add_flag("--force", o->force, "Overwrite existing outputs");
   cmd->callback([o] {
     if (o->gguf.empty() == o->peft.empty()) throw CLI::ValidationError("--gguf/--peft", "give exactly one of them");
+    if (o->modelfile && o->gguf.empty()) throw CLI::ValidationError("--modelfile", "needs --gguf");
     if (!o->peft.empty()) {
       export_lora_peft(o->adapter, o->peft, o->force);
       return;
@@ -32,7 +35,7 @@ void add_export(CLI::App* lora) {
     if (o->base.empty()) throw CLI::ValidationError("--base", "--gguf needs the base model (--base BASE)");
     const auto t = dtype_from_name(o->type);
     if (!t) throw CLI::ValidationError("--type", o->type + ": expected F32, F16, BF16 or Q8_0");
-    export_lora_gguf({o->adapter, o->base, o->gguf, *t, o->force});
+    export_lora_gguf({o->adapter, o->base, o->gguf, *t, o->force, o->modelfile});
   });
 }
 

@@ -2,6 +2,8 @@
 // ../shared/docs/gguf-and-quantization.md §5.2-5.3).
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <optional>
 
 #include "adapters/lora.h"
 #include "core/error.h"
@@ -14,6 +16,7 @@
 #include "model/arch/common.h"
 #include "model/open_model.h"
 #include "quant/quant.h"
+#include "quantize/modelfile.h"
 
 namespace temper {
 
@@ -40,6 +43,23 @@ DType type_for(DType wanted, int64_t cols, std::vector<std::string>& fell_back, 
   return wanted;
 }
 
+// The Modelfile beside the adapter: FROM the base GGUF ("./name" when it sits in the same
+// folder, else its absolute path), then ADAPTER ./<adapter>. Ollama reads a Modelfile line by
+// line, so a path with a line break or a quote cannot be written.
+std::string adapter_modelfile(const ModelDescription& desc, const std::filesystem::path& base,
+                              const std::filesystem::path& adapter) {
+  namespace fs = std::filesystem;
+  const fs::path base_abs = fs::absolute(base).lexically_normal(),
+                 dir = fs::absolute(adapter).lexically_normal().parent_path();
+  const std::string from =
+      base_abs.parent_path() == dir ? "./" + base_abs.filename().string() : base_abs.string();
+  for (const std::string& p : {from, adapter.filename().string()})
+    TEMPER_CHECK(p.find_first_of("\n\r\"") == std::string::npos, "cannot write the path ",
+                 escaped(p), " into a Modelfile (a line break or quote in it)");
+  return make_modelfile(desc, from) + "\n# LoRA adapter (llama.cpp GGUF LoRA)\nADAPTER ./" +
+         adapter.filename().string() + "\n";
+}
+
 }  // namespace
 
 void export_lora_gguf(const GgufLoraExportOptions& opts) {
@@ -54,6 +74,17 @@ void export_lora_gguf(const GgufLoraExportOptions& opts) {
 
   std::vector<std::string> inputs = base.files;
   inputs.push_back(opts.adapter);
+  std::optional<AtomicOutput> modelfile;
+  std::string modelfile_text;
+  const std::filesystem::path out_path(opts.output);
+  const std::string modelfile_path =
+      (out_path.parent_path() / (out_path.stem().string() + ".Modelfile")).string();
+  if (opts.modelfile) {
+    TEMPER_CHECK(base.format == ModelFormat::kGguf, "--modelfile: Ollama's ADAPTER needs FROM a GGUF base; ",
+                 escaped(opts.base), " is not one (quantize it first, or use `temper lora merge -t TYPE --modelfile`)");
+    modelfile_text = adapter_modelfile(base.desc, opts.base, out_path);
+    modelfile.emplace(modelfile_path, opts.overwrite, inputs);
+  }
   AtomicOutput out(opts.output, opts.overwrite, inputs);
   GgufWriter w(out);
   w.add_string("general.architecture", std::string(base.desc.arch->gguf_arch));
@@ -91,6 +122,12 @@ void export_lora_gguf(const GgufLoraExportOptions& opts) {
   w.write_header();
   for (const Tensor& t : tensors) w.write_tensor_data(t.name, t.bytes);
   w.finish();
+  if (modelfile) {
+    modelfile->write(modelfile_text.data(), modelfile_text.size());
+    modelfile->commit();
+    warn("wrote ", modelfile_path, " with ADAPTER: some Ollama versions refuse adapters at `ollama create`; "
+         "`temper lora merge BASE ADAPTER -t TYPE --modelfile` writes a merged GGUF that every version loads");
+  }
   info("wrote ", opts.output, ": ", targets.size(), " adapted tensors, alpha ", alpha, " (scale ", a.scale(),
        a.rslora ? ", rsLoRA folded into alpha" : "", ")");
 }

@@ -24,10 +24,14 @@ void add_lora_command(CLI::App& app);
 // scale folded into alpha (llama.cpp applies alpha / r: rsLoRA's alpha / sqrt(r) becomes
 // alpha' = alpha · sqrt(r)). `type`: F32, F16, BF16 or Q8_0 (a tensor whose rows are not whole
 // Q8_0 blocks falls back to F16 with a warning, as llama.cpp's converter does).
+// `modelfile` (base must be a GGUF) also writes OUT's stem + ".Modelfile": FROM the base, the
+// base's template and stops, and ADAPTER OUT — Ollama's adapter route, which some Ollama
+// versions refuse at create time (warned; the merged GGUF is the route every version loads).
 struct GgufLoraExportOptions {
   std::string adapter, base, output;
   DType type = DType::kF32;
   bool overwrite = false;
+  bool modelfile = false;
 };
 void export_lora_gguf(const GgufLoraExportOptions& opts);
 

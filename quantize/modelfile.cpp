@@ -125,11 +125,11 @@ std::string quoted(const std::string& s) {
 
 }  // namespace
 
-std::string make_modelfile(const ModelDescription& desc, const std::string& gguf_file_name) {
+std::string make_modelfile(const ModelDescription& desc, const std::string& from) {
   std::ostringstream mf;
   mf << "# Ollama Modelfile written by temper for " << desc.config.hf_architecture << "\n"
      << "# Import: ollama create <name> -f <this file>\n"
-     << "FROM ./" << gguf_file_name << "\n\n";
+     << "FROM " << from << "\n\n";
   const std::string& jinja = desc.chat_template;
   const std::optional<ChatFamily> family = family_of(jinja);
   const std::string tpl = family ? go_template(*family, jinja) : "";

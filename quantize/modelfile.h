@@ -7,7 +7,8 @@
 
 namespace temper {
 
-// `gguf_file_name` is written as FROM ./<name> (the Modelfile sits beside the GGUF).
-std::string make_modelfile(const ModelDescription& desc, const std::string& gguf_file_name);
+// `from` is written verbatim after FROM: "./<name>" when the Modelfile sits beside the GGUF
+// (Ollama resolves relative paths from the Modelfile's folder), else an absolute path.
+std::string make_modelfile(const ModelDescription& desc, const std::string& from);
 
 }  // namespace temper

@@ -270,7 +270,7 @@ QuantizeReport quantize_model(const QuantizeOptions& o) {
     const fs::path gguf_path(o.output);
     report.modelfile = (gguf_path.parent_path() / (gguf_path.stem().string() + ".Modelfile")).string();
     AtomicOutput mf(report.modelfile, true, inputs);
-    const std::string text = make_modelfile(model.desc, gguf_path.filename().string());
+    const std::string text = make_modelfile(model.desc, "./" + gguf_path.filename().string());
     mf.write(text.data(), text.size());
     mf.commit();
   }

@@ -101,5 +101,47 @@ TEST_F(LoraGguf, AdapterForAnotherBaseIsRefused) {
   EXPECT_EQ(r.exit_code, 2) << r.err;  // --base is required: a usage error
 }
 
+// --modelfile: the Modelfile's FROM and ADAPTER name exactly the base GGUF and the adapter just
+// written (resolved from the Modelfile's folder, as Ollama does), and llama.cpp given that pair
+// gives the logits of temper's runtime with the adapter (the F32 test's bound); the template is
+// the one `quantize --modelfile` writes for the base. Refused (nothing written) on a base that
+// is not a GGUF.
+TEST_F(LoraGguf, AdapterModelfileNamesTheBaseAndTheAdapter) {
+  const test::TempDir& d = *dir_;
+  const test::TempDir out;  // another folder: FROM is then the base's absolute path
+  auto r = test::run_temper("quantize " + model_dir() + " -t F32 -o " + out / "base.gguf --modelfile");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = test::run_temper("lora export " + d / "a1/adapter.h5 --base " + d / "f32.gguf" + " --gguf " +
+                       out / "ft-lora.gguf --modelfile");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("some Ollama versions refuse adapters"), std::string::npos) << r.err;
+  const std::string mf = test::read_file(out / "ft-lora.Modelfile");
+  auto value_of = [&](const std::string& key) {
+    const size_t at = mf.find("\n" + key + " ");
+    EXPECT_NE(at, std::string::npos) << key << " in\n" << mf;
+    if (at == std::string::npos) return std::string();
+    const size_t from = at + key.size() + 2;
+    return mf.substr(from, mf.find('\n', from) - from);
+  };
+  const std::string from = value_of("FROM"), adapter = value_of("ADAPTER");
+  EXPECT_EQ(from, std::filesystem::absolute(d / "f32.gguf").lexically_normal().string());
+  EXPECT_EQ(adapter, "./ft-lora.gguf");
+  const std::string base_mf = test::read_file(out / "base.Modelfile");
+  EXPECT_EQ(mf.substr(mf.find("\n\n")), base_mf.substr(base_mf.find("\n\n")) +
+                                          "\n# LoRA adapter (llama.cpp GGUF LoRA)\nADAPTER ./ft-lora.gguf\n");
+  const auto llama = llama_logits(d.path(), "mf_l", from, {{out / adapter.substr(2), 1.0}});
+  const auto temper = temper_logits(d / "f32.gguf", {d / "a1/adapter.h5"});
+  const double bound = 2e-5 * max_abs(temper);
+  EXPECT_LE(max_abs_diff(llama, temper), bound) << "llama.cpp on the Modelfile's FROM + ADAPTER";
+  EXPECT_GT(max_abs_diff(temper, temper_logits(d / "f32.gguf", {})), 1000 * bound) << "the adapter must matter";
+
+  r = test::run_temper("lora export " + d / "a1/adapter.h5 --base " + model_dir() + " --gguf " +
+                       out / "h5-base.gguf --modelfile");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("Ollama's ADAPTER needs FROM a GGUF base"), std::string::npos) << r.err;
+  EXPECT_NE(test::run_shell("test -e " + out / "h5-base.gguf").exit_code, 0);
+  EXPECT_NE(test::run_shell("test -e " + out / "h5-base.Modelfile").exit_code, 0);
+}
+
 }  // namespace
 }  // namespace temper

@@ -64,7 +64,7 @@ std::vector<std::string> render_with_ollama(const std::string& modelfile, const 
 std::string modelfile_for(const std::string& chat_template) {
   ModelDescription desc;
   desc.chat_template = chat_template;
-  return make_modelfile(desc, "m.gguf");
+  return make_modelfile(desc, "./m.gguf");
 }
 
 struct Renderings {
