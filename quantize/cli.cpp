@@ -2,10 +2,12 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
+#include "core/error.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "quantize.h"
 #include "quantize/policy.h"
+#include "quantize/qat.h"
 
 namespace temper {
 namespace {
@@ -29,11 +31,30 @@ void print_table(const QuantizeReport& r) {
               (unsigned long long)r.n_params, human_bytes(double(r.bytes)).c_str(), r.bits_per_weight());
 }
 
+// "QAT: 35 of 36 quantizable tensors lie on a Q4_0 lattice (100.0% of their blocks)".
+std::string qat_line(const QatSummary& q) {
+  std::string s = cat("QAT: ", q.tensors_on_lattice, " of ", q.tensors_measured,
+                      " quantizable tensors lie on a Q4_0 lattice");
+  if (q.tensors_on_lattice > 0)
+    s += cat(" (", percent(q.blocks ? double(q.blocks_on_lattice) / double(q.blocks) : 0.0), " of their blocks)");
+  return s;
+}
+
+Json qat_json(const QatSummary& q) {
+  Json j = {{"checked", q.checked}, {"tensors_measured", q.tensors_measured},
+            {"tensors_on_lattice", q.tensors_on_lattice}, {"blocks", q.blocks},
+            {"blocks_on_lattice", q.blocks_on_lattice}};
+  if (q.blocks_written_exact || q.blocks_off_lattice)
+    j.update({{"blocks_written_exact", q.blocks_written_exact}, {"blocks_off_lattice", q.blocks_off_lattice}});
+  return j;
+}
+
 Json report_json(const QuantizeReport& r, bool with_tensors) {
   Json j = {{"output", r.output},     {"file_type", r.file_type}, {"parameters", r.n_params},
             {"bytes", r.bytes},       {"bits_per_weight", r.bits_per_weight()},
             {"fallbacks", r.n_fallback}, {"warnings", r.warnings}, {"seconds", r.seconds}};
   if (!r.modelfile.empty()) j["modelfile"] = r.modelfile;
+  if (r.qat.checked) j["qat"] = qat_json(r.qat);
   if (with_tensors) {
     j["tensors"] = Json::array();
     for (const auto& t : r.tensors)
@@ -65,6 +86,8 @@ void add_quantize_command(CLI::App& app) {
   cmd->add_option("--token-embedding-type", o->token_embedding_type, "Type of token_embd.weight");
   cmd->add_option("--tensor-type", o->tensor_types, "REGEX=TYPE override; repeatable; first match wins");
   cmd->add_option("--imatrix", o->imatrix, "Importance matrix from llama-imatrix (.gguf or legacy .dat)");
+  cmd->add_flag_function("--no-qat-detect", [o](int64_t) { o->qat_detect = false; },
+                "Do not measure whether weights lie on a Q4_0 lattice (a checkpoint trained for Q4_0)");
   cmd->add_flag("--json", *json, "Print the report as JSON on stdout");
   cmd->callback([o, json] {
     // A usage error (exit 2) like any other missing option; --dry-run writes nothing.
@@ -73,6 +96,7 @@ void add_quantize_command(CLI::App& app) {
     if (*json) set_log_level(LogLevel::kQuiet);
     QuantizeReport r = quantize_model(*o);
     for (const auto& w : r.warnings) warn(w);
+    if (!*json && r.qat.checked && (r.qat.tensors_on_lattice > 0 || o->dry_run)) info(qat_line(r.qat));
     if (*json) {
       std::printf("%s\n", report_json(r, o->dry_run).dump(2).c_str());
     } else if (o->dry_run) {

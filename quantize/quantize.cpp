@@ -23,6 +23,7 @@
 #include "quantize/llama_compat.h"
 #include "quantize/modelfile.h"
 #include "quantize/policy.h"
+#include "quantize/qat.h"
 
 namespace temper {
 namespace fs = std::filesystem;
@@ -199,7 +200,15 @@ QuantizeReport quantize_model(const QuantizeOptions& o) {
 
   std::vector<PolicyTensor> pts;
   for (const auto& p : plans) pts.push_back({p.name, p.base_type, p.ne});
-  const auto choices = choose_tensor_types(pm, popts, pts);
+  auto choices = choose_tensor_types(pm, popts, pts);
+  ScratchBuffer<float> rows_buffer;
+  QatDetection qat;
+  if (o.qat_detect) {
+    qat = detect_q4_0_lattice(src, plans, rows_buffer);
+    const std::string w = apply_qat_recipe(qat, popts.ftype, plans, choices);
+    if (!w.empty()) report.warnings.push_back(w);
+    report.qat = {true, qat.n_measured, qat.n_detected, qat.total.blocks - qat.total.zero, qat.total.on_lattice, 0, 0};
+  }
   uint64_t source_bytes = 0;
   for (size_t i = 0; i < plans.size(); ++i) {
     uint64_t n = 1;
@@ -248,23 +257,33 @@ QuantizeReport quantize_model(const QuantizeOptions& o) {
   writer.write_header();
 
   Progress progress("quantize " + report.file_type, source_bytes);
-  ScratchBuffer<float> rows_buffer;
   ScratchBuffer<uint8_t> encoded;
   for (size_t i = 0; i < plans.size(); ++i) {
     const GgufTensorPlan& p = plans[i];
     const DType t = choices[i].type;
     const std::vector<float>* im = choices[i].quantized ? imatrix_of(p) : nullptr;
+    const bool exact = t == DType::kQ4_0 && !qat.tensors.empty() && qat.tensors[i].detected();
+    const DType storage = exact ? storage_dtype(src, p) : DType::kF32;
     TEMPER_CHECK(!p.ne.empty() && p.ne[0] > 0, o.input, ": tensor '", escaped(p.name), "' is empty");
     const int64_t slab_rows = std::max<int64_t>(1, kSlabFloats / p.ne[0]);
     for_each_slab(src, p, slab_rows, [&](const float* rows, int64_t first, int64_t n, int expert) {
       check_finite(rows, n * p.ne[0], first * p.ne[0], o.input, p.name);
       const float* slice = im ? im->data() + size_t(std::max(expert, 0)) * size_t(p.ne[0]) : nullptr;
-      writer.write_tensor_data(p.name, encode_rows(t, rows, n, p.ne[0], slice, encoded));
+      auto bytes = encode_rows(t, rows, n, p.ne[0], slice, encoded);
+      if (exact) {  // ggml's blocks, then the lattice's where the values lie on it
+        const int64_t replaced = make_q4_0_exact(rows, n * p.ne[0], storage, encoded.get(bytes.size()).data());
+        report.qat.blocks_written_exact += replaced;
+        report.qat.blocks_off_lattice += n * p.ne[0] / kQ4_0BlockElems - replaced;
+      }
+      writer.write_tensor_data(p.name, bytes);
       progress.add(uint64_t(n * p.ne[0]) * 4);
     }, rows_buffer);
   }
   writer.finish();
   progress.finish();
+  if (report.qat.blocks_off_lattice > 0)
+    report.warnings.push_back(cat(report.qat.blocks_off_lattice, " blocks of the tensors on the Q4_0 lattice are off it "
+                                  "and were rounded as ggml does (not exactly)"));
 
   if (o.write_modelfile && model.tensors) {
     const fs::path gguf_path(o.output);

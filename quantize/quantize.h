@@ -30,6 +30,16 @@ struct QuantizeOptions {
   std::string token_embedding_type;
   std::vector<std::string> tensor_types;      // "REGEX=TYPE", first match wins
   std::string imatrix;                        // llama.cpp importance matrix (.gguf or .dat)
+  bool qat_detect = true;                     // measure Q4_0 lattices (quantize/qat.h)
+};
+
+// What the Q4_0-lattice measurement found (quantize/qat.h).
+struct QatSummary {
+  bool checked = false;
+  int tensors_measured = 0, tensors_on_lattice = 0;
+  int64_t blocks = 0, blocks_on_lattice = 0;  // non-zero blocks of the tensors on the lattice
+  int64_t blocks_written_exact = 0;           // after writing: blocks encoded from the lattice
+  int64_t blocks_off_lattice = 0;             // blocks of those tensors rounded as ggml does
 };
 
 struct QuantizedTensorRow {
@@ -46,6 +56,7 @@ struct QuantizeReport {
   uint64_t n_params = 0, bytes = 0;
   int n_fallback = 0;
   std::vector<std::string> warnings;
+  QatSummary qat;
   double seconds = 0;
   double bits_per_weight() const { return temper::bits_per_weight(bytes, n_params); }  // bytes: tensors only
 };
