@@ -4,7 +4,7 @@ LoRA loop written here, same model, same tokens, same thread count, in the same 
 
   bench/bench_train.py [--quick] [--work DIR] [--threads 2] [--steps 4] [--build build]
                        [--models llama-0.5b,llama-1b,gemma4-e2b] [--no-qlora] [--no-cpu]
-                       [--torch-modes fp32,bf16] [--json]
+                       [--torch-modes fp32,bf16] [--temper-precisions bf16,f32] [--json]
 
 Models (random weights in HF layout, bf16, generated here with scripts/tiny_models.py's helpers,
 stories260K tokenizer, so vocab 512 and almost every parameter is in the layers):
@@ -15,8 +15,9 @@ stories260K tokenizer, so vocab 512 and almost every parameter is in the layers)
 --quick: a ~2M-parameter Llama and seq 64, for a smoke run (the ctest entry, label `slow`).
 
 Training: seq 512 (.txt chunks of the fixture text, every token trained), batch 1, rank 16,
-alpha 32, targets q,k,v,o,gate,up,down. temper: `temper train --json`, the median of the
-per-step tokens/s after the first step. PyTorch: tests/forward/torch_ref.py's forward (plain
+alpha 32, targets q,k,v,o,gate,up,down. temper: `temper train --json --precision P` for each P
+of --temper-precisions (default bf16,f32; bf16 says f32 where the CPU lacks native bf16), the
+median of the per-step tokens/s after the first step. PyTorch: tests/forward/torch_ref.py's forward (plain
 tensor ops, eager attention as HF's) with LoRA around every projection, torch.optim.AdamW, in
   - fp32: base weights in float32;
   - bf16: base weights kept in bfloat16 and torch.autocast("cpu", bfloat16) (its best mode here;
@@ -142,13 +143,15 @@ def layer_params(model):
                if k != "__metadata__" and is_layer_projection(k))
 
 
-def temper_train(args, model, data, threads, steps):
+def temper_train(args, model, data, threads, steps, precision="auto"):
     cmd = [args.temper, "-q", "-t", str(threads), "train", model, "--data", data, "-o",
            os.path.join(args.work, "bench_adapter.h5"), "--force", "--steps", str(steps), "--seq", str(args.seq),
-           "--rank", str(RANK), "--alpha", str(ALPHA), "--targets", TARGETS, "--json"]
+           "--rank", str(RANK), "--alpha", str(ALPHA), "--targets", TARGETS, "--json", "--precision", precision]
     wall, cpu, rss, out = run_usage(cmd, bench_env(threads))
-    tps = [json.loads(l)["tokens_per_s"] for l in out.splitlines() if l.startswith("{") and "tokens_per_s" in l]
-    return {"tokens_per_s": statistics.median(tps[1:] or tps), "peak_rss": rss, "wall": wall, "cpu": cpu}
+    lines = [json.loads(l) for l in out.splitlines() if l.startswith("{") and "tokens_per_s" in l]
+    tps = [l["tokens_per_s"] for l in lines]
+    return {"tokens_per_s": statistics.median(tps[1:] or tps), "peak_rss": rss, "wall": wall, "cpu": cpu,
+            "precision": lines[-1].get("precision", "f32") if lines else "?"}
 
 
 def torch_train(args, model, data, threads, steps, mode):
@@ -245,6 +248,8 @@ def main():
     ap.add_argument("--models", default="llama-0.5b,llama-1b,gemma4-e2b")
     ap.add_argument("--no-qlora", action="store_true")
     ap.add_argument("--torch-modes", default="fp32,bf16", help="PyTorch modes to time (bf16: autocast)")
+    ap.add_argument("--temper-precisions", default="bf16,f32",
+                    help="temper train --precision values to time (bf16 falls back to f32 without native bf16)")
     ap.add_argument("--no-cpu", action="store_true", help="skip the 1-thread CPU-time runs")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -271,8 +276,11 @@ def main():
             gf = 4 * P * x["tokens_per_s"] / 1e9
             print(f"  {label:14s} {x['tokens_per_s']:8.1f} tok/s  peak RSS {x['peak_rss'] / 2**20:8.0f} MiB  "
                   f"useful {gf:6.1f} GFLOP/s = {gf / best:5.1%} of peak")
-        r["temper"] = temper_train(args, model, data, args.threads, steps)
-        show("temper bf16", r["temper"])
+        precisions = args.temper_precisions.split(",")
+        for prec in precisions:
+            x = temper_train(args, model, data, args.threads, steps, prec)
+            r["temper" if prec == precisions[0] else "temper_" + prec] = x
+            show(f"temper {x['precision']}", x)
         modes = args.torch_modes.split(",")
         for mode in modes:
             r["torch_" + mode] = torch_train(args, model, data, args.threads, steps, mode)
@@ -281,17 +289,20 @@ def main():
         rb = min(r["torch_" + m]["peak_rss"] for m in modes)
         print(f"  temper / torch best of {modes}: speed {r['temper']['tokens_per_s'] / tb:.2f}x (target >= 2), "
               f"RSS {r['temper']['peak_rss'] / rb:.2f}x (target <= 0.5)")
+        for mode in modes:
+            print(f"  temper {r['temper']['precision']} / torch {mode}: speed "
+                  f"{r['temper']['tokens_per_s'] / r['torch_' + mode]['tokens_per_s']:.2f}x")
         if not args.no_qlora:
             for qt in ("Q8_0", "Q4_K_M"):
                 g = os.path.join(args.work, f"{name}.{qt}.gguf")
                 if not os.path.exists(g):
                     run([args.temper, "-q", "quantize", model, "-t", qt, "-o", g], bench_env(args.threads))
-                r["temper_" + qt] = temper_train(args, g, data, args.threads, steps)
+                r["temper_" + qt] = temper_train(args, g, data, args.threads, steps, precisions[0])
                 show("temper " + qt, r["temper_" + qt])
         if not args.no_cpu:
             n = steps * (args.seq - 1)
-            one = temper_train(args, model, data, 1, 1)
-            many = temper_train(args, model, data, 1, steps)
+            one = temper_train(args, model, data, 1, 1, precisions[0])
+            many = temper_train(args, model, data, 1, steps, precisions[0])
             t_cpt = (many["cpu"] - one["cpu"]) / ((steps - 1) * (args.seq - 1))
             c = {"temper": t_cpt}
             for mode in modes:

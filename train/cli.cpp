@@ -37,6 +37,7 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--val-every", o->val_every, "Validation loss every N steps (always at the end)");
   cmd->add_option("--preview", o->preview, "Print N examples with the trained tokens marked and exit (no training)");
   cmd->add_option("--recompute", o->recompute, "Recompute each layer's activations in the backward (always: least memory), keep them from the forward (never: ~1/3 less work, bit-identical result), or auto: never when the estimate fits the available RAM")->check(CLI::IsMember({"always", "never", "auto"}))->capture_default_str();
+  cmd->add_option("--precision", o->precision, "Compute type of the products with the base weights: bf16 (f32 accumulation, f32 adapters, as PyTorch autocast; where the CPU has AVX-512-BF16 or AMX), f32, or auto: bf16 where available")->check(CLI::IsMember({"auto", "bf16", "f32"}))->capture_default_str();
   cmd->add_flag("--dry-run", o->dry_run, "Print the estimated peak RAM, time per step and trainable parameters, and exit (no training)");
   cmd->add_flag("--force", o->overwrite, "Overwrite the output file");
   cmd->add_option("--save-every", o->save_every, "Write a checkpoint every N steps (atomically, replacing the previous one)");

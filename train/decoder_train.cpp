@@ -151,10 +151,16 @@ double LoraModel::run(const Batch& batch, float grad_scale, bool backward) {
       std::copy_n(&p.b[size_t(hf[o]) * r], r, &s.b_base[i][size_t(o) * r]);
   }
 
+  // The seven projections' base products in bf16 (gemm_bf16.h) or f32; the rest (PLE, MoE,
+  // the output head in cross_entropy) stays f32.
+  const bool bf16 = cfg_.precision == Precision::kBf16;
   // y (n, N) = x · Wᵀ (+ the adapter's s · (x Aᵀ) Bᵀ, keeping x Aᵀ for the backward).
   auto project = [&](int l, Target t, float* y, const float* x) {
     const forward::Matrix& m = projection(w.layers[l], t);
-    forward::matmul_forward(y, x, m, n, m.rows, s.scratch);
+    if (bf16)
+      matmul_forward_bf16(y, x, m, n, m.rows, s.bf16);
+    else
+      forward::matmul_forward(y, x, m, n, m.rows, s.scratch);
     const int i = index_[l][int(t)];
     if (i >= 0) {
       const LoraPair& p = pairs_[i];
@@ -166,7 +172,10 @@ double LoraModel::run(const Batch& batch, float grad_scale, bool backward) {
   auto project_back = [&](int l, Target t, float* dx, const float* dy, const float* x,
                           bool accumulate) {
     const forward::Matrix& m = projection(w.layers[l], t);
-    matmul_backward(dx, dy, m.rows, m, n, accumulate, s.scratch);
+    if (bf16)
+      matmul_backward_bf16(dx, dy, m.rows, m, n, accumulate, s.bf16);
+    else
+      matmul_backward(dx, dy, m.rows, m, n, accumulate, s.scratch);
     const int i = index_[l][int(t)];
     if (i >= 0) {
       LoraPair& p = pairs_[i];

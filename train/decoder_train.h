@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "forward/kernels.h"
+#include "train/gemm_bf16.h"
 #include "train/train.h"
 
 namespace temper::train {
@@ -34,6 +35,7 @@ struct LoraModel::Work {
   // Per pair with permuted rows (LoraModel::hf_row_): B and dB in the base's row order.
   std::vector<std::vector<float>> b_base, db_base;
   std::vector<float> scratch;  // dequantisation tile
+  Bf16Scratch bf16;            // --precision bf16: bf16 activations and weight tile
 };
 
 }  // namespace temper::train

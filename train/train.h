@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "forward/forward.h"
+#include "train/gemm_bf16.h"
 
 namespace CLI {
 class App;
@@ -45,6 +46,9 @@ struct LoraConfig {
   bool rslora = false;  // scale alpha / sqrt(rank) instead of alpha / rank
   std::vector<Target> targets;
   uint64_t seed = 0;  // initialisation of A
+  // Compute type of the products with the frozen base weights (gemm_bf16.h); kBf16 only
+  // where bf16_native(). Adapters, gradients and everything else stay f32.
+  Precision precision = Precision::kF32;
   float scale() const;
 };
 

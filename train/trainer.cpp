@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
 #include <unistd.h>
@@ -49,8 +50,26 @@ std::vector<Target> parse_targets(const std::string& list) {
   return out;
 }
 
-Json options_json(const TrainOptions& o) {
-  return {{"data", o.data},         {"rank", o.rank},         {"alpha", o.alpha},
+// The compute type of the base products `--precision` asks for on this CPU, and the log line
+// saying what runs and why.
+std::pair<Precision, std::string> choose_precision(const std::string& asked) {
+  TEMPER_CHECK(asked == "auto" || asked == "bf16" || asked == "f32", "--precision: '", asked,
+               "' is not one of auto, bf16, f32");
+  if (asked == "f32") return {Precision::kF32, "f32 (--precision f32)"};
+  if (bf16_native())
+    return {Precision::kBf16, cat("bf16 base products with f32 accumulation, f32 adapters (",
+                                  gemm_bf16_describe(), ")")};
+  const char* off = std::getenv("TEMPER_NO_BF16");
+  return {Precision::kF32,
+          cat("f32: ", off && std::string_view(off) != "0" ? "TEMPER_NO_BF16 is set"
+                       : cat("this CPU has no native bf16 dot products (", gemm_bf16_describe(), ")"),
+              asked == "bf16" ? "; --precision bf16 falls back to f32" : "")};
+}
+
+// `precision`: the one that runs (recorded so a resume cannot switch it).
+Json options_json(const TrainOptions& o, Precision precision) {
+  return {{"precision", precision_name(precision)},
+          {"data", o.data},         {"rank", o.rank},         {"alpha", o.alpha},
           {"rslora", o.rslora},     {"targets", o.targets},   {"lr", o.lr},
           {"steps", o.steps},       {"epochs", o.epochs},     {"batch", o.batch},
           {"grad_accum", o.grad_accum}, {"seq", o.seq},       {"warmup", o.warmup},
@@ -120,8 +139,10 @@ void run_train(const TrainOptions& o) {
          examples.size(), " left to train on");
   }
 
+  const auto [precision_choice, precision_why] = choose_precision(o.precision);
+  const Precision precision = precision_choice;  // a plain variable: lambdas capture it
   LoraModel lora(*base, {.rank = o.rank, .alpha = o.alpha, .rslora = o.rslora,
-                         .targets = targets, .seed = o.seed});
+                         .targets = targets, .seed = o.seed, .precision = precision});
   const int64_t per_step = int64_t(o.batch) * o.grad_accum;
   const int64_t total = o.steps >= 0 ? o.steps
                                     : int64_t(std::ceil(o.epochs * double(examples.size()) /
@@ -168,12 +189,12 @@ void run_train(const TrainOptions& o) {
   const AdapterProvenance prov{.base_path = o.model,
                                .config_sha256 = base_config_sha256(opened.desc),
                                .tensors_sha256 = base_tensors_fingerprint(*opened.tensors),
-                               .training_args_json = options_json(o).dump()};
+                               .training_args_json = options_json(o, precision).dump()};
   const RunIdentity identity{
       .base_config_sha256 = prov.config_sha256,
       .base_tensors_sha256 = prov.tensors_sha256,
       .data_sha256 = file_sha256(o.data) + (o.val.empty() ? "" : "+" + file_sha256(o.val)),
-      .training_args = options_json(o)};
+      .training_args = options_json(o, precision)};
   TrainState state;
   state.threads = num_threads();
   if (!o.resume.empty()) {
@@ -194,6 +215,7 @@ void run_train(const TrainOptions& o) {
        o.rank, ") on ", examples.size(), " examples; ", total,
        " steps of ", per_step, " examples");
   info("activations: ", choice.recompute ? "recomputed per layer" : "kept", "; ", choice.reason);
+  info("compute: ", precision_why);
 
   Progress bar("train", uint64_t(total), false);
   bar.set(uint64_t(state.step));
@@ -251,7 +273,7 @@ void run_train(const TrainOptions& o) {
     if (o.json) {
       Json line = {{"step", step + 1}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm},
                    {"trained_tokens", n_trained}, {"tokens_per_s", tokens_per_s},
-                   {"recompute", recompute_mode}};
+                   {"recompute", recompute_mode}, {"precision", precision_name(precision)}};
       if (validate) line["val_loss"] = val_loss;
       std::printf("%s\n", line.dump().c_str());
       std::fflush(stdout);

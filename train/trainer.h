@@ -35,6 +35,9 @@ struct TrainOptions {
   std::string checkpoint;  // its path ("" = the output with .ckpt.h5 for .h5)
   std::string resume;      // checkpoint to continue from ("" = start afresh)
   std::string recompute = "auto";  // always | never | auto (estimate.h choose_recompute)
+  // Compute type of the base-weight products: bf16 (f32 accumulation and adapters, as
+  // autocast), f32, or auto: bf16 where the CPU has native bf16 dot products (gemm_bf16.h).
+  std::string precision = "auto";
   bool dry_run = false;    // print the estimated RAM, time per step and trainable parameters, exit
 };
 

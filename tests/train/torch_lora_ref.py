@@ -7,13 +7,18 @@ weights, KV sharing and everything else that reference computes),
 and runs every example as its own sequence (no packing, positions from 0), so temper's packing
 and masks are checked too. Shares no code with temper's C++.
 
-    /usr/bin/python3 tests/train/torch_lora_ref.py MODEL_DIR CASE.json LORA.f32 OUT.f64
+    /usr/bin/python3 tests/train/torch_lora_ref.py MODEL_DIR CASE.json LORA.f32 OUT.f64 [--bf16-base]
 
 CASE.json: {"examples": [{"tokens": [...], "trained": [0/1 ...]}], "rank": r, "alpha": a,
             "rslora": bool, "pairs": [{"layer": l, "module": "self_attn.q_proj"}, ...]}
 LORA.f32:  float32 little-endian, for each pair A (r, in) then B (out, r).
 OUT.f64:   float64 little-endian: the loss (sum over trained tokens of -log p), then for each
            pair dA, dB of that loss.
+--bf16-base: the products with the seven dense projection weights of every layer (q, k, v, o,
+           gate, up, down; adapted or not) as autocast runs them and temper's --precision bf16
+           does: input and weight rounded to bfloat16 (via float32, round to nearest even),
+           product in float64; in the backward the incoming gradient is rounded to bfloat16
+           likewise before it meets the rounded weight. Everything else stays float64.
 """
 import json
 import math
@@ -65,7 +70,43 @@ def lora_forward(c, w, ids, adapters, scale):
         R.lin = base_lin
 
 
+def bf16(t):
+    """t rounded to bfloat16 as temper rounds its float32 values, back in float64."""
+    return t.to(torch.float32).to(torch.bfloat16).to(F)
+
+
+class Bf16Linear(torch.autograd.Function):
+    """x W^T with both operands rounded to bf16; dx = bf16(dy) bf16(W). W is frozen."""
+
+    @staticmethod
+    def forward(ctx, x, wt):
+        wr = bf16(wt)
+        ctx.save_for_backward(wr)
+        return bf16(x) @ wr.T
+
+    @staticmethod
+    def backward(ctx, dy):
+        (wr,) = ctx.saved_tensors
+        return bf16(dy) @ wr, None
+
+
+def use_bf16_base(c, w):
+    """Wraps R.lin so the dense projection weights of every layer go through Bf16Linear."""
+    text = c.get("text_config", c)
+    ids = set()
+    for l in range(text["num_hidden_layers"]):
+        for m in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                  "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"):
+            name = "layers.%d.%s.weight" % (l, m)
+            if w.has(name):
+                ids.add(id(w(name)))
+    base_lin = R.lin
+    R.lin = lambda x, wt: Bf16Linear.apply(x, wt) if id(wt) in ids else base_lin(x, wt)
+
+
 def main(argv):
+    bf16_base = "--bf16-base" in argv
+    argv = [a for a in argv if a != "--bf16-base"]
     model_dir, case_path, lora_path, out_path = argv
     c = json.load(open(os.path.join(model_dir, "config.json")))
     case = json.load(open(case_path))
@@ -86,6 +127,8 @@ def main(argv):
         order.append((a, b))
     assert off == raw.size, (off, raw.size)
     torch.set_num_threads(1)
+    if bf16_base:
+        use_bf16_base(c, w)  # before lora_forward wraps R.lin: adapters stay float64
     loss = torch.zeros((), dtype=F)
     for ex in case["examples"]:
         ids = torch.tensor(ex["tokens"], dtype=torch.int64)
