@@ -48,7 +48,9 @@ void read_dataset(const h5::Ctx& c, hid_t loc, const std::string& name, H5T_clas
   h5::Id type(c.check(H5Dget_type(ds.get()), what, "cannot get type"), H5Tclose);
   if (H5Tget_class(type.get()) != cls) c.fail(what, "unexpected element type");
   h5::Id space(c.check(H5Dget_space(ds.get()), what, "cannot get dataspace"), H5Sclose);
-  std::vector<hsize_t> got(size_t(std::max(0, H5Sget_simple_extent_ndims(space.get()))));
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  if (rank < 0 || rank > H5S_MAX_RANK) c.fail(what, "cannot read dataspace");
+  std::vector<hsize_t> got(static_cast<size_t>(rank));
   H5Sget_simple_extent_dims(space.get(), got.data(), nullptr);
   if (got != dims) {
     std::string want, have;
@@ -70,6 +72,7 @@ hsize_t read_length(const h5::Ctx& c, hid_t loc, const char* name) {
   if (H5Sget_simple_extent_ndims(space.get()) != 1) c.fail(what, "expected a 1-D list");
   hsize_t n = 0;
   H5Sget_simple_extent_dims(space.get(), &n, nullptr);
+  c.check_fits(what, n, 1);  // before the caller sizes a buffer by it (stored unfiltered)
   return n;
 }
 
@@ -150,12 +153,9 @@ void read_checkpoint(const std::string& path, LoraModel& model, AdamW& opt, Trai
                      const RunIdentity& expected) {
   std::lock_guard lock(h5::library_mutex());
   h5::init_library();
-  const h5::Ctx c(path);
+  const h5::Ctx c(path, "rewrite it with scripts/h5_upgrade.py (h5py; only for a file you trust) or start the run afresh");
   TEMPER_CHECK(file_exists(path), "--resume ", escaped(path), ": no such file");
-  TEMPER_CHECK(H5Fis_hdf5(path.c_str()) > 0, "--resume ", escaped(path),
-               ": not an HDF5 file");
-  h5::Id file(c.check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "/", "cannot open"),
-              H5Fclose);
+  h5::Id file = h5::open_file(c, path);
   const hid_t root = file.get();
   if (h5::read_string(c, root, "format", true) != "temper-lora" || !h5::link_exists(root, "checkpoint"))
     c.fail("/", "not a temper training checkpoint (no /checkpoint group: an adapter file?)");

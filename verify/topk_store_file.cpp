@@ -35,6 +35,7 @@ constexpr int kFormatVersion = 1;
 struct File {
   std::string path;
   Id id;
+  uint64_t file_bytes = 0;  // reading: the file's size, which bounds every array read from it
   [[noreturn]] void fail(std::string_view object, std::string_view what) const {
     H5Eclear2(H5E_DEFAULT);
     temper::fail("base reference ", path, ": ", object, ": ", what);
@@ -53,9 +54,11 @@ void write_attr(const File& f, const char* name, hid_t type, const void* v) {
 }
 void write_attr(const File& f, const char* name, int64_t v) { write_attr(f, name, H5T_STD_I64LE, &v); }
 void write_attr(const File& f, const char* name, const std::string& s) {
-  const char* p = s.c_str();
-  Id t = h5::vlen_utf8_type();
-  write_attr(f, name, t.get(), &p);
+  if (s.find('\0') != std::string::npos) f.fail(cat("attribute '", name, "'"), "contains a NUL byte");
+  std::string padded(s);
+  padded.resize(std::max<size_t>(s.size(), 1), '\0');  // a fixed-length string (never variable-length)
+  Id t = h5::fixed_utf8_type(padded.size());
+  write_attr(f, name, t.get(), padded.data());
 }
 
 void write_dataset(const File& f, const char* name, hid_t type, std::vector<hsize_t> dims, const void* data) {
@@ -82,15 +85,21 @@ int64_t read_int(const File& f, const char* name) {
   f.check(H5Aread(a.get(), H5T_NATIVE_INT64, &v), name, "cannot read");
   return v;
 }
+// A fixed-length string attribute. Variable-length ones (files from an older temper) are refused
+// before HDF5 reads them: it keeps them in a global heap without checksums.
 std::string read_str(const File& f, const char* name) {
   Id a = open_attr(f, name, H5T_STRING, "a string");
   Id t(f.check(H5Aget_type(a.get()), name, "cannot get type"), H5Tclose);
-  if (H5Tis_variable_str(t.get()) <= 0) f.fail(cat("attribute '", name, "'"), "expected a variable-length string");
-  char* p = nullptr;
-  Id mt = h5::vlen_utf8_type();
-  f.check(H5Aread(a.get(), mt.get(), &p), name, "cannot read");
-  std::string s = p ? p : "";
-  H5free_memory(p);
+  if (H5Tis_variable_str(t.get()) != 0)
+    f.fail(cat("attribute '", name, "'"), "is a variable-length string (written by an older temper): write the "
+                                          "file again with --save-base");
+  Id space(f.check(H5Aget_space(a.get()), name, "cannot get dataspace"), H5Sclose);
+  const size_t size = H5Tget_size(t.get());
+  if (H5Sget_simple_extent_npoints(space.get()) != 1 || size == 0 || size > f.file_bytes)
+    f.fail(cat("attribute '", name, "'"), "expected one string that fits in the file");
+  std::string s(size, '\0');
+  f.check(H5Aread(a.get(), t.get(), s.data()), name, "cannot read");
+  s.resize(std::min(s.find('\0'), s.size()));
   return s;
 }
 
@@ -114,7 +123,12 @@ std::vector<T> read_dataset(const File& f, const char* name, hid_t mem_type, H5T
     f.fail(cat("dataset '", name, "'"), cat("has shape ", got, ", expected ", exp));
   }
   size_t n = 1;
-  for (hsize_t x : want) n *= size_t(x);
+  for (hsize_t x : want) {
+    if (x > 0 && n > f.file_bytes / x) f.fail(cat("dataset '", name, "'"), "is larger than the file");
+    n *= size_t(x);
+  }
+  // Stored unfiltered: its elements are bytes of the file.
+  if (n > f.file_bytes / H5Tget_size(t.get())) f.fail(cat("dataset '", name, "'"), "is larger than the file");
   std::vector<T> v(n);
   if (n > 0) f.check(H5Dread(d.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), name, "cannot read");
   return v;
@@ -142,7 +156,8 @@ void save_base_reference(AtomicOutput& out, const BaseReference& ref) {
     std::lock_guard lock(h5::library_mutex());
     h5::init_library();
     File f{path, Id()};
-    f.id = Id(f.check(H5Fcreate(out.temp_path().c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "/",
+    Id fapl = h5::file_access(h5::Ctx(path));  // the checksummed 1.10 format, as every .h5 temper writes
+    f.id = Id(f.check(H5Fcreate(out.temp_path().c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), "/",
                       "cannot create"),
               H5Fclose);
     write_attr(f, "format", std::string(kFormat));
@@ -178,8 +193,11 @@ BaseReference load_base_reference(const std::string& path) {
   std::lock_guard lock(h5::library_mutex());
   h5::init_library();
   File f{path, Id()};
-  if (H5Fis_hdf5(path.c_str()) <= 0) f.fail("/", "not an HDF5 file");
-  f.id = Id(f.check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "/", "cannot open"), H5Fclose);
+  if (std::string problem = h5::unchecked_format_problem(path); !problem.empty())
+    f.fail("/", problem.starts_with("HDF5 superblock") ? cat(problem, ": write the file again with --save-base") : problem);
+  f.file_bytes = fs::file_size(path);
+  Id fapl = h5::file_access(h5::Ctx(path));
+  f.id = Id(f.check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()), "/", "cannot open"), H5Fclose);
   if (H5Aexists(f.id.get(), "format") <= 0 || read_str(f, "format") != kFormat)
     f.fail("/", cat("not a compare base reference (no format = \"", kFormat, "\"; write one with --save-base)"));
   if (const int64_t v = read_int(f, "format_version"); v != kFormatVersion)

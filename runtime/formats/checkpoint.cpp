@@ -199,15 +199,7 @@ CheckpointWriter::CheckpointWriter(const std::string& path, const CheckpointWrit
   const Ctx& c = m.ctx;
   if (opts.zstd_level < 0 || opts.zstd_level > 22) c.fail("/", cat("zstd level ", opts.zstd_level, " is outside 0..22"));
   m.zstd_level = opts.zstd_level;
-  Id fapl(c.check(H5Pcreate(H5P_FILE_ACCESS), "/", "cannot create property list"), H5Pclose);
-  // STRONG: closing the file closes every object still open in it (error paths).
-  c.check_status(H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_STRONG), "/", "cannot set close degree");
-  // The HDF5 1.10 file format (superblock v3, object headers v2, v2 B-trees, fixed-array chunk
-  // indexes) rather than the default oldest one: its metadata carries Jenkins checksums, so a
-  // flipped byte in it is refused by the library instead of reaching its parsers. h5py and
-  // HDF5's tools from 1.10 on read it (Debian 12 ships 1.10.8).
-  c.check_status(H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V110, H5F_LIBVER_V110), "/",
-                 "cannot select the HDF5 1.10 file format");
+  Id fapl = h5::file_access(c);  // the checksummed 1.10 format, as every .h5 temper writes
   // Replace an empty placeholder and create exclusively rather than truncate: ext4 flushes a
   // file that was truncated to size 0 to disk when it is closed (auto_da_alloc), which costs
   // as much as writing it.

@@ -12,7 +12,9 @@
 
 namespace temper {
 
-constexpr int kCheckpointFormatVersion = 1;
+// 2: strings fixed-length, lists of strings as NUL-terminated bytes, no variable-length data
+// (1, with HDF5 variable-length strings, is refused: re-run convert).
+constexpr int kCheckpointFormatVersion = 2;
 
 struct CheckpointWriteOptions {
   int zstd_level = 0;  // 0 = uncompressed; 1..22 = zstd level

@@ -159,10 +159,41 @@ struct CheckpointReader::Impl {
   ModelDescription desc;
   std::vector<TensorInfo> infos;
   std::unordered_map<std::string, size_t> index;
-  explicit Impl(const std::string& path) : ctx(path) {}
+  explicit Impl(const std::string& path)
+      : ctx(path, "re-run temper convert on the model's safetensors to write it again") {}
 
   TensorInfo describe_tensor(const std::string& name);
+  void check_storage(hid_t ds, const TensorInfo& info, const std::string& what) const;
 };
+
+// Before anything is sized by the tensor's shape: its bytes must be in the file. Unfiltered,
+// they are stored as they are, so they fit in it; filtered (zstd), every chunk must be stored
+// (HDF5 would fill missing ones with zeros, so a few bytes of index could stand for any size).
+void CheckpointReader::Impl::check_storage(hid_t ds, const TensorInfo& info, const std::string& what) const {
+  const Ctx& c = ctx;
+  Id dcpl(c.check(H5Dget_create_plist(ds), what, "cannot get creation properties"), H5Pclose);
+  const int n_filters = H5Pget_nfilters(dcpl.get());
+  if (n_filters < 0) c.fail(what, "cannot read the filter list");
+  if (n_filters == 0) {
+    c.check_fits(what, info.nbytes, 1);
+    return;
+  }
+  if (info.nbytes == 0) return;
+  const int rank = H5Pget_chunk(dcpl.get(), 0, nullptr);
+  if (rank != int(info.shape.size())) c.fail(what, "filtered but not chunked like its shape");
+  std::vector<hsize_t> chunk(static_cast<size_t>(rank));
+  H5Pget_chunk(dcpl.get(), rank, chunk.data());
+  uint64_t expected = 1;
+  for (int d = 0; d < rank; ++d) {
+    if (chunk[size_t(d)] == 0) c.fail(what, "chunk dimension 0");
+    expected *= (uint64_t(info.shape[size_t(d)]) + chunk[size_t(d)] - 1) / chunk[size_t(d)];
+  }
+  c.check_fits(what, expected, 1);  // at least one stored byte per chunk
+  Id space(c.check(H5Dget_space(ds), what, "cannot get dataspace"), H5Sclose);
+  hsize_t stored = 0;
+  c.check_status(H5Dget_num_chunks(ds, space.get(), &stored), what, "cannot count its chunks");
+  if (stored != expected) c.fail(what, cat(stored, " of its ", expected, " chunks are stored"));
+}
 
 TensorInfo CheckpointReader::Impl::describe_tensor(const std::string& name) {
   const Ctx& c = ctx;
@@ -191,6 +222,7 @@ TensorInfo CheckpointReader::Impl::describe_tensor(const std::string& name) {
   }
   info.nbytes = dtype_bytes(info.dtype, checked_numel(info.shape, what));
   if (uses_zstd(ds.get())) compressed = true;
+  check_storage(ds.get(), info, what);
   return info;
 }
 
@@ -201,12 +233,7 @@ CheckpointReader::CheckpointReader(const std::string& path, CheckpointCheck chec
   Impl& m = *impl_;
   const Ctx& c = m.ctx;
   if (!file_exists(path)) fail("checkpoint ", path, ": no such file");
-  const htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
-  if (is_hdf5 < 0) c.fail("/", "cannot open for reading");
-  if (is_hdf5 == 0) c.fail("/", "not an HDF5 file (truncated or another format)");
-  Id fapl(c.check(H5Pcreate(H5P_FILE_ACCESS), "/", "cannot create property list"), H5Pclose);
-  c.check_status(H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_STRONG), "/", "cannot set close degree");
-  m.file = Id(c.check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()), "/", "cannot open"), H5Fclose);
+  m.file = h5::open_file(c, path);
   hid_t root = m.file.get();
 
   if (!h5::attr_exists(root, "format")) c.fail("/", "not a temper checkpoint (no 'format' attribute)");
@@ -216,7 +243,9 @@ CheckpointReader::CheckpointReader(const std::string& path, CheckpointCheck chec
   if (m.version > kCheckpointFormatVersion)
     c.fail("/", cat("format_version ", m.version, " was written by a newer temper; this build reads up to ",
                     kCheckpointFormatVersion));
-  if (m.version < 1) c.fail("/", cat("invalid format_version ", m.version));
+  if (m.version < kCheckpointFormatVersion)
+    c.fail("/", cat("format_version ", m.version, " (strings stored in HDF5's unchecked global heap) is no longer ",
+                    "read: ", c.remedy()));
 
   ModelDescription& d = m.desc;
   read_config(c, root, d);

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <bit>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 
 #include "core/error.h"
@@ -99,6 +101,53 @@ void Ctx::check_status(herr_t st, std::string_view object, std::string_view what
   if (st < 0) fail(object, what);
 }
 
+uint64_t Ctx::file_bytes() const {
+  if (file_bytes_ == UINT64_MAX) {
+    std::error_code ec;
+    const auto n = std::filesystem::file_size(file_, ec);
+    if (ec) fail("/", cat("cannot read the file size: ", ec.message()));
+    file_bytes_ = uint64_t(n);
+  }
+  return file_bytes_;
+}
+
+void Ctx::check_fits(std::string_view object, uint64_t n, uint64_t elem_bytes) const {
+  if (elem_bytes > 0 && n > file_bytes() / elem_bytes)
+    fail(object, cat(n, " elements of ", elem_bytes, " bytes cannot be stored in a file of ", file_bytes(), " bytes"));
+}
+
+Id file_access(const Ctx& c) {
+  Id fapl(c.check(H5Pcreate(H5P_FILE_ACCESS), "/", "cannot create property list"), H5Pclose);
+  c.check_status(H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_STRONG), "/", "cannot set close degree");
+  c.check_status(H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V110, H5F_LIBVER_V110), "/",
+                 "cannot select the HDF5 1.10 file format");
+  return fapl;
+}
+
+std::string unchecked_format_problem(const std::string& path) {
+  // Superblock: 8 signature bytes, then its version (0 and 1: no checksums; 2 and 3: checksummed,
+  // HDF5 >= 1.8 / 1.10). HDF5 also looks for it at 512, 1024... (a "user block"); temper writes
+  // none, so only offset 0 is accepted.
+  static constexpr char kSignature[8] = {'\x89', 'H', 'D', 'F', '\r', '\n', '\x1a', '\n'};
+  char head[9] = {};
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return "cannot open for reading";
+  in.read(head, sizeof head);
+  if (in.gcount() != sizeof head || !std::equal(kSignature, kSignature + 8, head))
+    return "not an HDF5 file (truncated or another format)";
+  if (uint8_t(head[8]) < 2)
+    return cat("HDF5 superblock version ", int(head[8]), " (a format without checksums, written by an older temper "
+               "or another tool); this build reads only checksummed files (superblock 2 or 3)");
+  return "";
+}
+
+Id open_file(const Ctx& c, const std::string& path) {
+  if (std::string problem = unchecked_format_problem(path); !problem.empty())
+    c.fail("/", problem.starts_with("HDF5 superblock") ? cat(problem, ": ", c.remedy()) : problem);
+  Id fapl = file_access(c);
+  return Id(c.check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()), "/", "cannot open"), H5Fclose);
+}
+
 std::string path_of(hid_t obj) {
   ssize_t n = H5Iget_name(obj, nullptr, 0);
   if (n <= 0) return "?";
@@ -114,9 +163,10 @@ std::string member_name(hid_t loc, std::string_view name, bool is_attr) {
   return p == "/" ? cat("/", name) : cat(p, "/", name);
 }
 
-Id vlen_utf8_type() {
+Id fixed_utf8_type(size_t bytes) {
   Id t(H5Tcopy(H5T_C_S1), H5Tclose);
-  if (!t.valid() || H5Tset_size(t.get(), H5T_VARIABLE) < 0 || H5Tset_cset(t.get(), H5T_CSET_UTF8) < 0)
+  if (!t.valid() || H5Tset_size(t.get(), std::max<size_t>(bytes, 1)) < 0 || H5Tset_cset(t.get(), H5T_CSET_UTF8) < 0 ||
+      H5Tset_strpad(t.get(), H5T_STR_NULLPAD) < 0)
     fail("HDF5: cannot build the UTF-8 string type");
   return t;
 }
@@ -182,13 +232,7 @@ void write_object(const Ctx& c, hid_t loc, const char* name, bool is_attr, hid_t
   } else {
     Id d(c.check(H5Dcreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), what, "cannot create"),
          H5Dclose);
-    if (has_data) {
-      // Variable-length strings go through HDF5's conversion path, which by default callocs a
-      // 1 MiB buffer (and a second for background) per write: ~20 ms per checkpoint in all.
-      Id dxpl(c.check(H5Pcreate(H5P_DATASET_XFER), what, "cannot create property list"), H5Pclose);
-      c.check_status(H5Pset_buffer(dxpl.get(), 64 << 10, nullptr, nullptr), what, "cannot set conversion buffer");
-      c.check_status(H5Dwrite(d.get(), type, H5S_ALL, H5S_ALL, dxpl.get(), data), what, "cannot write");
-    }
+    if (has_data) c.check_status(H5Dwrite(d.get(), type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), what, "cannot write");
     c.check_status(d.close_checked(), what, "cannot close");
   }
 }
@@ -217,22 +261,21 @@ void write_scalar(const Ctx& c, hid_t loc, const char* name, bool is_attr, hid_t
 
 void write_string(const Ctx& c, hid_t loc, const char* name, bool is_attr, std::string_view s) {
   check_no_nul(c, loc, name, is_attr, s, 0);
-  std::string copy(s);  // NUL-terminated
-  const char* p = copy.c_str();
-  Id type = vlen_utf8_type();
+  std::string padded(s);
+  padded.resize(std::max<size_t>(s.size(), 1), '\0');  // HDF5 string types hold at least 1 byte
+  Id type = fixed_utf8_type(padded.size());
   Id space = scalar_space(c, member_name(loc, name, is_attr));
-  write_object(c, loc, name, is_attr, type.get(), space.get(), &p, true);
+  write_object(c, loc, name, is_attr, type.get(), space.get(), padded.data(), true);
 }
 
 void write_strings(const Ctx& c, hid_t loc, const char* name, std::span<const std::string> v) {
-  std::vector<const char*> ptrs(v.size());
+  std::string joined;  // each string followed by a NUL
   for (size_t i = 0; i < v.size(); ++i) {
     check_no_nul(c, loc, name, false, v[i], i);
-    ptrs[i] = v[i].c_str();
+    joined += v[i];
+    joined += '\0';
   }
-  Id type = vlen_utf8_type();
-  Id space = vector_space(c, member_name(loc, name, false), v.size());
-  write_object(c, loc, name, false, type.get(), space.get(), ptrs.data(), !v.empty());
+  write_array(c, loc, name, H5T_STD_U8LE, joined.data(), joined.size());
 }
 
 void write_array(const Ctx& c, hid_t loc, const char* name, hid_t type, const void* data, size_t n) {
@@ -289,6 +332,8 @@ struct Var {
   void expect_class(H5T_class_t cls, const char* name) const {
     if (H5Tget_class(type.get()) != cls) c.fail(what, cat("expected ", name, " data"));
   }
+  // The stored elements fit in the file (before any buffer is sized by n).
+  void expect_fits() const { c.check_fits(what, n, H5Tget_size(type.get())); }
   void read(hid_t mem, void* buf) const {
     if (n == 0) return;
     herr_t st = is_attr ? H5Aread(obj.get(), mem, buf) : H5Dread(obj.get(), mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
@@ -296,34 +341,32 @@ struct Var {
   }
 };
 
-std::vector<std::string> read_string_elems(const Var& v) {
+[[noreturn]] void fail_variable_length(const Var& v) {
+  v.c.fail(v.what, cat("variable-length string (written by an older temper or another tool); this build reads "
+                       "only fixed-length strings, since HDF5 keeps variable-length ones in an unchecked heap: ",
+                       v.c.remedy()));
+}
+
+// One fixed-length string (any padding, ASCII or UTF-8); variable-length ones are refused
+// before HDF5 reads them.
+std::string read_fixed_string(const Var& v) {
   v.expect_class(H5T_STRING, "string");
-  std::vector<std::string> out(v.n);
-  if (H5Tis_variable_str(v.type.get()) > 0) {
-    Id mem(v.c.check(H5Tcopy(v.type.get()), v.what, "cannot copy type"), H5Tclose);
-    std::vector<char*> ptrs(v.n, nullptr);
-    v.read(mem.get(), ptrs.data());
-    for (size_t i = 0; i < v.n; ++i)
-      if (ptrs[i]) out[i] = ptrs[i];
-    if (v.n > 0) H5Dvlen_reclaim(mem.get(), v.space.get(), H5P_DEFAULT, ptrs.data());
-  } else {  // fixed-length strings (e.g. written by other tools)
-    size_t sz = H5Tget_size(v.type.get());
-    std::vector<char> buf(v.n * sz);
-    v.read(v.type.get(), buf.data());
-    bool space_pad = H5Tget_strpad(v.type.get()) == H5T_STR_SPACEPAD;
-    for (size_t i = 0; i < v.n; ++i) {
-      std::string s(buf.data() + i * sz, sz);
-      if (space_pad) s.erase(s.find_last_not_of(' ') + 1);
-      else s.resize(std::min(s.find('\0'), s.size()));
-      out[i] = std::move(s);
-    }
-  }
-  return out;
+  if (H5Tis_variable_str(v.type.get()) != 0) fail_variable_length(v);
+  v.expect_scalar();
+  v.expect_fits();
+  const size_t sz = H5Tget_size(v.type.get());
+  if (sz == 0) v.c.fail(v.what, "string type of size 0");
+  std::string s(sz, '\0');
+  v.read(v.type.get(), s.data());
+  if (H5Tget_strpad(v.type.get()) == H5T_STR_SPACEPAD) s.erase(s.find_last_not_of(' ') + 1);
+  else s.resize(std::min(s.find('\0'), s.size()));
+  return s;
 }
 
 // Integers of any width and sign, range-checked into [lo, hi].
 std::vector<int64_t> read_ints(const Var& v, int64_t lo, int64_t hi) {
   v.expect_class(H5T_INTEGER, "integer");
+  v.expect_fits();
   std::vector<int64_t> out(v.n);
   v.read(H5T_NATIVE_INT64, out.data());
   for (size_t i = 0; i < out.size(); ++i)
@@ -341,15 +384,23 @@ constexpr int64_t kI32Min = std::numeric_limits<int32_t>::min(), kI32Max = std::
 }  // namespace
 
 std::string read_string(const Ctx& c, hid_t loc, const char* name, bool is_attr) {
-  Var v(c, loc, name, is_attr);
-  v.expect_scalar();
-  return std::move(read_string_elems(v)[0]);
+  return read_fixed_string(Var(c, loc, name, is_attr));
 }
 
 std::vector<std::string> read_strings(const Ctx& c, hid_t loc, const char* name) {
   Var v(c, loc, name, false);
-  v.expect_list();
-  return read_string_elems(v);
+  if (H5Tget_class(v.type.get()) == H5T_STRING)
+    c.fail(v.what, cat("a list of HDF5 strings (the layout of an older temper); this build stores lists of "
+                       "strings as NUL-terminated UTF-8 bytes: ", c.remedy()));
+  const std::vector<uint8_t> bytes = read_u8s(c, loc, name);
+  if (!bytes.empty() && bytes.back() != 0) c.fail(v.what, "the last string is not NUL-terminated");
+  std::vector<std::string> out;
+  for (size_t at = 0; at < bytes.size();) {
+    const size_t end = size_t(std::find(bytes.begin() + at, bytes.end(), uint8_t(0)) - bytes.begin());
+    out.emplace_back(bytes.begin() + at, bytes.begin() + end);
+    at = end + 1;
+  }
+  return out;
 }
 
 int32_t read_i32(const Ctx& c, hid_t loc, const char* name, bool is_attr) {
@@ -385,6 +436,7 @@ std::vector<float> read_f32s(const Ctx& c, hid_t loc, const char* name) {
   v.expect_list();
   v.expect_class(H5T_FLOAT, "floating-point");
   if (H5Tget_size(v.type.get()) != 4) c.fail(v.what, "expected 32-bit floats (a wider type would be rounded)");
+  v.expect_fits();
   std::vector<float> out(v.n);
   v.read(H5T_NATIVE_FLOAT, out.data());
   return out;
@@ -395,6 +447,7 @@ std::vector<uint8_t> read_u8s(const Ctx& c, hid_t loc, const char* name) {
   v.expect_list();
   v.expect_class(H5T_INTEGER, "integer");
   if (H5Tget_size(v.type.get()) != 1) c.fail(v.what, "expected 8-bit integers");
+  v.expect_fits();
   std::vector<uint8_t> out(v.n);
   v.read(H5T_NATIVE_UINT8, out.data());
   return out;

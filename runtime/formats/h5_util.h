@@ -43,24 +43,53 @@ class Id {
 };
 
 // Names the file in every error: "checkpoint <file>: <object>: <what> (HDF5: <detail>)".
+// `remedy` ends the error for a file in a format this build no longer reads (e.g. "re-run temper
+// convert").
 class Ctx {
  public:
-  explicit Ctx(std::string file) : file_(std::move(file)) {}
+  explicit Ctx(std::string file, std::string remedy = "re-create it with this temper")
+      : file_(std::move(file)), remedy_(std::move(remedy)) {}
   const std::string& file() const { return file_; }
+  const std::string& remedy() const { return remedy_; }
   [[noreturn]] void fail(std::string_view object, std::string_view what) const;
   hid_t check(hid_t id, std::string_view object, std::string_view what) const;
   void check_status(herr_t st, std::string_view object, std::string_view what) const;
+  // Size of the file on disk (read once): no dataset or attribute read from it may need more
+  // bytes than this (temper stores nothing compressed except tensors, which checkpoint_read
+  // bounds separately).
+  uint64_t file_bytes() const;
+  // Fails naming `object` unless `n` elements of `elem_bytes` each fit in the file.
+  void check_fits(std::string_view object, uint64_t n, uint64_t elem_bytes) const;
 
  private:
-  std::string file_;
+  std::string file_, remedy_;
+  mutable uint64_t file_bytes_ = UINT64_MAX;
 };
+
+// The file-access property list of every .h5 temper writes: HDF5's 1.10 file format
+// (superblock v3, v2 object headers, v2 B-trees, fixed-array chunk indexes), whose metadata
+// carries Jenkins checksums, so a flipped byte in it is refused by the library instead of
+// reaching its parsers; h5py and HDF5's tools from 1.10 on read it (Debian 12 ships 1.10.8).
+// Also used for reading. H5F_CLOSE_STRONG: closing the file closes every object still open in it.
+Id file_access(const Ctx& c);
+
+// Why `path` is not an HDF5 file in a checksummed format, or "" if it is: its first bytes must
+// be the HDF5 signature (at offset 0) and a superblock version >= 2. An older superblock means
+// a file from an older temper or another tool.
+std::string unchecked_format_problem(const std::string& path);
+
+// Opens `path` read-only after unchecked_format_problem(), which fails with c.remedy().
+Id open_file(const Ctx& c, const std::string& path);
 
 // The HDF5 path of an open object ("/config"), for messages.
 std::string path_of(hid_t obj);
 // "<path>/<name>" or "<path> attribute '<name>'".
 std::string member_name(hid_t loc, std::string_view name, bool is_attr);
 
-Id vlen_utf8_type();   // variable-length UTF-8 string
+// A fixed-length UTF-8 string type of `bytes` bytes (at least 1), NUL-padded. temper writes
+// no variable-length strings: HDF5 keeps those in a "global heap" whose collections carry no
+// checksum, and its reader (H5HG_read) overflowed on corrupted ones under fuzzing.
+Id fixed_utf8_type(size_t bytes);
 Id f16_le_type();      // IEEE binary16, little-endian: h5py reads it as numpy float16
 
 // The stored HDF5 type of a tensor element type: f32/f64 IEEE LE, f16 as f16_le_type(), bf16 as
@@ -73,7 +102,9 @@ Id open_group(const Ctx& c, hid_t loc, const char* name);
 Id create_group(const Ctx& c, hid_t loc, const char* name, bool track_order = false);
 
 // Writing. `is_attr` selects an attribute of `loc` or a dataset (link) under `loc`. Scalar
-// values get a scalar dataspace; lists a 1-D one (length 0 allowed).
+// values get a scalar dataspace; lists a 1-D one (length 0 allowed). A string is a scalar
+// fixed-length string; a list of strings is a 1-D uint8 dataset holding each string's UTF-8
+// bytes followed by a NUL (h5py: `bytes(ds[()]).split(b"\0")[:-1]`).
 void write_scalar(const Ctx& c, hid_t loc, const char* name, bool is_attr, hid_t type, const void* v);
 void write_string(const Ctx& c, hid_t loc, const char* name, bool is_attr, std::string_view s);
 void write_strings(const Ctx& c, hid_t loc, const char* name, std::span<const std::string> v);
@@ -85,8 +116,10 @@ inline void write_i32(const Ctx& c, hid_t loc, const char* name, int32_t v) {
   write_scalar(c, loc, name, true, H5T_STD_I32LE, &v);
 }
 
-// Reading. Missing objects, wrong type classes and wrong ranks are errors. Numbers are read
-// into the requested native type only from the same class (no float -> int conversion).
+// Reading. Missing objects, wrong type classes and wrong ranks are errors, checked before any
+// data is read; so are sizes that do not fit in the file. Numbers are read into the requested
+// native type only from the same class (no float -> int conversion). Variable-length strings
+// are refused (never handed to HDF5's global-heap reader), with c.remedy().
 std::string read_string(const Ctx& c, hid_t loc, const char* name, bool is_attr);
 std::vector<std::string> read_strings(const Ctx& c, hid_t loc, const char* name);
 int32_t read_i32(const Ctx& c, hid_t loc, const char* name, bool is_attr = true);

@@ -18,6 +18,9 @@ namespace temper {
 namespace {
 
 constexpr int32_t kAdapterFormatVersion = 1;
+// For an adapter (or training checkpoint) from a temper that wrote variable-length strings.
+constexpr const char* kOlderFileRemedy =
+    "rewrite it with scripts/h5_upgrade.py (h5py; only for a file you trust) or train it again";
 
 // A 2-D float32 dataset read whole; throws naming it unless it is (rows, cols) of floats.
 std::vector<float> read_matrix(const h5::Ctx& c, hid_t loc, const std::string& name,
@@ -34,6 +37,7 @@ std::vector<float> read_matrix(const h5::Ctx& c, hid_t loc, const std::string& n
   H5Sget_simple_extent_dims(space.get(), dims, nullptr);
   if (dims[0] == 0 || dims[1] == 0 || dims[0] > (1u << 24) || dims[1] > (1u << 24))
     c.fail(what, cat("implausible shape (", dims[0], ", ", dims[1], ")"));
+  c.check_fits(what, dims[0] * dims[1], sizeof(float));  // stored unfiltered: the bytes are in the file
   rows = int64_t(dims[0]);
   cols = int64_t(dims[1]);
   std::vector<float> out(size_t(rows * cols));
@@ -93,10 +97,8 @@ LoraAdapter read_lora_adapter(const std::string& path) {
                ": no such file");
   std::lock_guard lock(h5::library_mutex());
   h5::init_library();
-  const h5::Ctx c(path);
-  h5::Id file(c.check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "/",
-                      "cannot open as HDF5 (is this a temper LoRA adapter .h5?)"),
-              H5Fclose);
+  const h5::Ctx c(path, kOlderFileRemedy);
+  h5::Id file = h5::open_file(c, path);
   const hid_t root = file.get();
   const std::string format = h5::read_string(c, root, "format", true);
   if (format != "temper-lora")
@@ -168,7 +170,8 @@ void write_lora_adapter(const std::string& path, bool overwrite, const LoraAdapt
     std::error_code ec;  // AtomicOutput may have created an empty placeholder
     std::filesystem::remove(out.temp_path(), ec);
   }
-  h5::Id file(c.check(H5Fcreate(out.temp_path().c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT),
+  h5::Id fapl = h5::file_access(c);
+  h5::Id file(c.check(H5Fcreate(out.temp_path().c_str(), H5F_ACC_EXCL, H5P_DEFAULT, fapl.get()),
                       "/", "cannot create file"),
               H5Fclose);
   const hid_t root = file.get();

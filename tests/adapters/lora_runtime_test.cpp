@@ -114,7 +114,7 @@ TEST_F(LoraRuntime, AdapterForAnotherBaseIsRefused) {
                            "shutil.copy(sys.argv[1], sys.argv[3]); f=h5py.File(sys.argv[2],'a'); "
                            "n='model.layers.2.mlp.up_proj.lora_B'; del f['adapters'][n]; "
                            "f['adapters'].create_dataset(n, data=np.zeros((200,4),'f4')); "
-                           "h5py.File(sys.argv[3],'a').attrs['base_arch']='gemma3'\" " +
+                           "h5py.File(sys.argv[3],'a').attrs['base_arch']=np.bytes_('gemma3')\" " +
                            d / "a1/adapter.h5 " + bad + " " + arch);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::string text = test::source_dir() + "/sample/tinystories_sample.txt";

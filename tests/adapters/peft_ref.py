@@ -91,19 +91,21 @@ def make(model_dir, out_dir, rank, alpha, rslora, seed, targets):
     write_safetensors(os.path.join(out_dir, "peft", "adapter_model.safetensors"), tensors)
     torch.save({k: torch.tensor(v, dtype=torch.float32) for k, v in tensors.items()},
                os.path.join(out_dir, "peft_bin", "adapter_model.bin"))
-    with h5py.File(os.path.join(out_dir, "adapter.h5"), "w") as f:
-        f.attrs["format"] = "temper-lora"
+    # As temper writes it (docs/adapter-format.md): HDF5's 1.10 format, fixed-length strings
+    # (np.bytes_; h5py would store a str as a variable-length string, which temper refuses).
+    with h5py.File(os.path.join(out_dir, "adapter.h5"), "w", libver=("v110", "v110")) as f:
+        f.attrs["format"] = np.bytes_("temper-lora")
         f.attrs["format_version"] = np.int32(1)
         f.attrs["rank"] = np.int32(rank)
         f.attrs["alpha"] = np.float32(alpha)
         f.attrs["scale"] = np.float32(alpha / math.sqrt(rank) if rslora else alpha / rank)
         f.attrs["rslora"] = np.int32(1 if rslora else 0)
-        f.attrs["targets"] = ",".join(names)
-        f.attrs["base_arch"] = "llama"
-        f.attrs["base_hf_architecture"] = c["architectures"][0]
-        f.attrs["base_config_sha256"] = hashlib.sha256(
-            open(os.path.join(model_dir, "config.json"), "rb").read()).hexdigest()
-        f.attrs["training_args"] = "{}"
+        f.attrs["targets"] = np.bytes_(",".join(names))
+        f.attrs["base_arch"] = np.bytes_("llama")
+        f.attrs["base_hf_architecture"] = np.bytes_(c["architectures"][0])
+        f.attrs["base_config_sha256"] = np.bytes_(hashlib.sha256(
+            open(os.path.join(model_dir, "config.json"), "rb").read()).hexdigest())
+        f.attrs["training_args"] = np.bytes_("{}")
         g = f.create_group("adapters", track_order=True)
         for key, arr in tensors.items():
             name = key[len("base_model.model."):].replace(".lora_A.weight", ".lora_A").replace(

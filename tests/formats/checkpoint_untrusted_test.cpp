@@ -52,10 +52,10 @@ TEST(CheckpointUntrusted, WrittenInTheChecksummedFormatThatOthersRead) {
 // Flips one byte inside every checksummed metadata block a reader of the checkpoint uses: the
 // superblock, object headers and their continuations, the fractal heaps and name-index B-trees
 // of dense groups and attributes, chunk indexes. Each must be an Error naming the file, never a
-// crash, a hang or silently wrong data. Not targeted: the global heap ("GCOL", the one metadata
-// block without a checksum: variable-length strings), free-space managers ("FSHD", "FSSE", read
+// crash, a hang or silently wrong data. Not targeted: free-space managers ("FSHD", "FSSE", read
 // only when a file is modified) and creation-order indexes (B-tree type 6), which no temper
-// reader consults.
+// reader consults. There is no global heap ("GCOL", the one metadata block without a checksum,
+// which holds variable-length data): temper writes none (WrittenWithoutGlobalHeap).
 TEST(CheckpointUntrusted, FlippedMetadataByteIsAnError) {
   TempDir d;
   const std::string path = converted_stories(d);
@@ -83,6 +83,88 @@ TEST(CheckpointUntrusted, FlippedMetadataByteIsAnError) {
     }
   }
   EXPECT_EQ(refused, int(targets.size()));
+}
+
+// Variable-length strings live in HDF5's global heap, whose collections have no checksum; its
+// reader (H5HG_read) overflowed the heap under fuzzing. Strings are written fixed-length and
+// lists of strings as NUL-terminated uint8, so the file has no global heap at all.
+TEST(CheckpointUntrusted, WrittenWithoutGlobalHeap) {
+  TempDir d;
+  const std::string bytes = test::read_file(converted_stories(d));
+  EXPECT_EQ(bytes.find("GCOL"), std::string::npos);
+}
+
+// Files in the layouts this build no longer reads are refused before HDF5 parses the parts that
+// cannot be checked, each with the remedy: re-run convert.
+TEST(CheckpointUntrusted, OlderLayoutsAreRefusedWithTheRemedy) {
+  TempDir d;
+  auto python = [&](const std::string& code) {
+    const auto r = test::run_shell(std::string(TEMPER_PYTHON) + " -c \"import h5py, numpy as np; " + code + "\"");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  };
+  auto refused = [&](const std::string& path, const std::string& why) {
+    try {
+      read_everything(path);
+      ADD_FAILURE() << path << " was read";
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find(path), std::string::npos) << msg;
+      EXPECT_NE(msg.find(why), std::string::npos) << msg;
+      EXPECT_NE(msg.find("re-run temper convert"), std::string::npos) << msg;
+      EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+    }
+  };
+  const std::string v0 = d / "v0.h5";  // h5py's default: the oldest format, superblock 0
+  python("h5py.File('" + v0 + "', 'w').attrs['format_version'] = np.int32(2)");
+  refused(v0, "superblock version 0");
+
+  const std::string vlen = d / "vlen.h5";  // h5py stores a str attribute variable-length
+  python("f = h5py.File('" + vlen + "', 'w', libver=('v110', 'v110')); f.attrs['format'] = 'temper-checkpoint'");
+  refused(vlen, "variable-length string");
+
+  const std::string path = converted_stories(d);
+  const std::string list = d / "list.h5";
+  fs::copy_file(path, list);
+  python("f = h5py.File('" + list + "', 'r+'); t = f['tokenizer']; n = [s.decode() for s in "
+         "t['tokens'][()].tobytes().split(b'\\0')[:-1]]; del t['tokens']; "
+         "t.create_dataset('tokens', data=n, dtype=h5py.string_dtype())");
+  refused(list, "a list of HDF5 strings");
+
+  const std::string v1 = d / "v1.h5";
+  fs::copy_file(path, v1);
+  python("h5py.File('" + v1 + "', 'r+').attrs['format_version'] = np.int32(1)");
+  refused(v1, "format_version 1");
+}
+
+// A dataset whose shape needs more bytes than the file holds is refused before anything is
+// allocated for it (h5py creates such datasets without storage; HDF5 would fill them with zeros).
+TEST(CheckpointUntrusted, SizesBeyondTheFileAreRefusedBeforeAllocating) {
+  TempDir d;
+  const std::string path = converted_stories(d);
+  auto refused = [&](const std::string& name, const std::string& code, const std::string& object) {
+    const std::string bad = d / name;
+    fs::copy_file(path, bad);
+    const auto r = test::run_shell(std::string(TEMPER_PYTHON) + " -c \"import h5py; f = h5py.File('" + bad +
+                                   "', 'r+'); " + code + "\"");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    try {
+      read_everything(bad);
+      ADD_FAILURE() << name << " was read";
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find(object), std::string::npos) << msg;
+      EXPECT_NE(msg.find("cannot be stored in a file of"), std::string::npos) << msg;
+    }
+  };
+  // 2^30 f32 scores: 4 GiB, in a file of ~1 MB.
+  refused("scores.h5", "t = f['tokenizer']; del t['scores']; t.create_dataset('scores', shape=(1 << 30,), dtype='<f4')",
+          "/tokenizer/scores");
+  refused("tokens.h5", "t = f['tokenizer']; del t['tokens']; t.create_dataset('tokens', shape=(1 << 33,), dtype='u1')",
+          "/tokenizer/tokens");
+  // A tensor of 2^34 f32 (64 GiB) with its dtype attribute.
+  refused("tensor.h5", "g = f['tensors']; n = 'model.norm.weight'; del g[n]; "
+          "g.create_dataset(n, shape=(1 << 34,), dtype='<f4').attrs['dtype'] = __import__('numpy').bytes_('f32')",
+          "model.norm.weight");
 }
 
 // The validation every command shares, in the reader itself (quantize used to skip it).

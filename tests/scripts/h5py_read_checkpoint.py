@@ -15,6 +15,9 @@ import h5py
 import numpy as np
 
 
+STRING_COLUMNS = {"ffn"}  # per-layer enum columns, stored as lists of strings
+
+
 def py(v):
     """HDF5 attribute/dataset value -> JSON-serialisable Python value."""
     if isinstance(v, bytes):
@@ -27,7 +30,10 @@ def py(v):
 
 
 def strings(ds):
-    return [s for s in ds.asstr()[()]] if ds.shape != (0,) else []
+    """A list of strings: a uint8 dataset of UTF-8 bytes, each string followed by a NUL."""
+    if ds.dtype != np.uint8:
+        raise ValueError(f"{ds.name}: expected NUL-terminated uint8 strings, found {ds.dtype}")
+    return [b.decode("utf-8") for b in ds[()].tobytes().split(b"\0")[:-1]]
 
 
 def raw_le_bytes(arr):
@@ -50,7 +56,7 @@ def main(path):
         out["generation_config_json"] = cfg["generation_config_json"].asstr()[()]
         layers = {}
         for name, ds in cfg["layers"].items():
-            layers[name] = strings(ds) if h5py.check_string_dtype(ds.dtype) else py(ds[()])
+            layers[name] = strings(ds) if name in STRING_COLUMNS else py(ds[()])
         counts = layers["rope_freq_factors_count"]
         values = layers["rope_freq_factors"]
         split, at = [], 0

@@ -110,7 +110,7 @@ TEST_F(GuardRails, BaseReferenceRoundTrip) {
 ref, base, text, ppl = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 sha = lambda p: hashlib.sha256(open(p, "rb").read()).hexdigest()
 with h5py.File(ref, "r") as f:
-    a = f.attrs
+    a = {k: v.decode() if isinstance(v, bytes) else v for k, v in f.attrs.items()}  # fixed-length strings: bytes
     assert a["format"] == "temper-compare-base" and a["format_version"] == 1, dict(a)
     assert (a["protocol"], a["ctx"], a["stride"], a["top_k"], a["n_vocab"]) == ("windows", 128, 127, 64, 512), dict(a)
     assert a["base_sha256"] == sha(base), "base hash"
