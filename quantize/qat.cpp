@@ -229,8 +229,8 @@ std::string apply_qat_recipe(const QatDetection& det, FileType ftype, const std:
   std::string types;
   for (const auto& [name, n] : elsewhere) types += cat(types.empty() ? "" : ", ", n, " ", name);
   return cat(n_elsewhere, " of ", det.n_detected, " tensors lie on a Q4_0 lattice (the checkpoint was trained for "
-             "Q4_0) but are written as ", types, ": that re-rounds them onto another grid and loses what the training "
-             "kept; -t Q4_0 reproduces them exactly");
+             "Q4_0) but are written as ", types, ": that re-rounds them onto another grid instead of keeping the "
+             "values they were trained to; -t Q4_0 reproduces them exactly");
 }
 
 }  // namespace temper
