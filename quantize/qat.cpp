@@ -203,6 +203,12 @@ QatDetection detect_q4_0_lattice(const TensorSource& src, const std::vector<Gguf
 
 std::string apply_qat_recipe(const QatDetection& det, FileType ftype, const std::vector<GgufTensorPlan>& plans,
                              std::vector<TypeChoice>& choices) {
+  // A tensor partly on the lattice is worth a look (edited after training?); say so.
+  for (size_t i = 0; i < plans.size(); ++i) {
+    const LatticeStats& s = det.tensors[i];
+    if (s.on_lattice > 0 && !s.detected())
+      choices[i].note += (choices[i].note.empty() ? "" : "; ") + percent(s.fraction()) + " of blocks on a Q4_0 lattice";
+  }
   if (!det.is_qat()) return "";
   std::map<std::string, int> elsewhere;  // detected tensors on another block grid, by type
   int n_elsewhere = 0;

@@ -108,6 +108,18 @@ TEST(QatCheckpoint, NormalCheckpointIsNotDetectedAndItsFileIsUnchanged) {
   EXPECT_EQ(read_file(d / "a.gguf"), read_file(d / "b.gguf"));
 }
 
+TEST(QatCheckpoint, PartlyOnTheLatticeIsNamedButNotDetected) {
+  TempDir d;
+  const std::string snap = d / "half";
+  run_json(py() + "snap " + fixture("model/stories260K-hf-bf16") + " " + snap + " --half model.layers.1.mlp.up_proj.weight");
+  auto r = run_temper("quantize " + snap + " -t Q4_0 --dry-run --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Json j = Json::parse(r.out);
+  EXPECT_EQ(j["qat"]["tensors_on_lattice"], 0) << j["qat"].dump();
+  for (const auto& t : j["tensors"])
+    if (t["name"] == "blk.1.ffn_up.weight") EXPECT_EQ(t["note"], "50.0% of blocks on a Q4_0 lattice");
+}
+
 TEST(QatCheckpoint, AnotherTypeWarnsAndUntiedEmbeddingsKeepTheOutputType) {
   TempDir d;
   const std::string snap = d / "qat";

@@ -9,6 +9,8 @@ gguf-py; no temper code).
       (bf16/f16 round it). Where a block's extreme is positive it is clipped to q = 7 and no
       element has q = -8: ggml's Q4_0 search (d = extreme / -8) then picks another scale, so the
       default quantizer does not reproduce such blocks. Prints {"snapped": [...names]}.
+  qat_lattice.py snap SRC_DIR DST_DIR --half NAME
+      The same for only the first half of tensor NAME's rows (a tensor partly on a lattice).
   qat_lattice.py check GGUF DIR
       Decode every Q4_0 tensor of GGUF with gguf-py (llama.cpp's reader and dequantizer) and
       compare it with DIR's tensor (Llama q/k rows permuted as llama.cpp's converter does),
@@ -57,19 +59,24 @@ def encode(dtype, x):
     return x.astype(DTYPES[dtype][0]).tobytes()
 
 
-def snap(src, dst, embeddings):
+def snap(src, dst, embeddings, half=None):
     tensors = read_hf_dir(src)
     snapped = []
     for name, (dtype, shape, raw) in tensors.items():
         eligible = LAYER_WEIGHT.match(name) or (embeddings and name == "model.embed_tokens.weight")
+        if half is not None:
+            eligible = name == half
         if not eligible or len(shape) != 2 or shape[1] % 32:
             continue
-        blocks = to_f32(dtype, raw, shape).reshape(-1, 32)
+        w = to_f32(dtype, raw, shape)
+        rows = shape[0] // 2 if half else shape[0]
+        blocks = w[:rows].reshape(-1, 32)
         amax = np.abs(blocks).max(axis=1, keepdims=True)
         d = (amax / 8).astype(np.float16).astype(np.float32)
         d[d == 0] = 1
         q = np.clip(np.rint(blocks / d), -8, 7)
-        tensors[name] = (dtype, shape, encode(dtype, (d * q).reshape(shape)))
+        w[:rows] = (d * q).reshape(rows, shape[1])
+        tensors[name] = (dtype, shape, encode(dtype, w))
         snapped.append(name)
     copy_dir(src, dst)
     for fn in os.listdir(dst):
@@ -132,7 +139,8 @@ def check(gguf_path, hf_dir):
 
 def main(argv):
     if len(argv) >= 3 and argv[0] == "snap":
-        return snap(argv[1], argv[2], "--embeddings" in argv[3:])
+        half = argv[argv.index("--half") + 1] if "--half" in argv[3:] else None
+        return snap(argv[1], argv[2], "--embeddings" in argv[3:], half)
     if len(argv) == 3 and argv[0] == "check":
         return check(argv[1], argv[2])
     print(__doc__, file=sys.stderr)
