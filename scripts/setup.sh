@@ -12,6 +12,7 @@ PACKAGES=(
   libhdf5-dev hdf5-tools libopenblas-openmp-dev libcli11-dev libzstd-dev nlohmann-json3-dev
   libpcre2-dev libicu-dev libgtest-dev
   libdnnl-dev                                        # oneDNN: the trainer's bf16 matmul (AVX-512-BF16/AMX, chosen at run time)
+  libopenmpi-dev openmpi-bin                         # OpenMPI: data-parallel training (mpirun -np N temper train)
   python3-numpy python3-h5py python3-torch
   python3-sentencepiece python3-tqdm python3-yaml  # llama.cpp's converter, the tests' reference
   golang-go                                          # Go's text/template renders Ollama templates in the tests

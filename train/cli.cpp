@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include "core/log.h"
+#include "train/distributed.h"
 #include "train/train.h"
 #include "train/trainer.h"
 
@@ -45,7 +46,19 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--resume", o->resume, "Continue from a checkpoint (same base, data and hyper-parameters; bit-identical to an uninterrupted run at the same --threads)");
   cmd->callback([o] {
     if (o->json) set_log_level(LogLevel::kQuiet);
-    run_train(*o);
+    const World world = start_world();
+    if (world.size == 1) {  // errors reach main() as for every command
+      run_train(*o);
+      end_world();  // (mpirun -np 1 started MPI)
+      return;
+    }
+    if (!world.root()) set_log_level(LogLevel::kQuiet);  // rank 0 alone logs and writes
+    try {
+      run_train(*o, world);
+    } catch (const std::exception& e) {
+      abort_world(world, e.what());  // the other ranks may be waiting in an allreduce
+    }
+    end_world();
   });
 }
 

@@ -26,6 +26,7 @@
 #include "train/checkpoint.h"
 #include "train/data.h"
 #include "train/data_order.h"
+#include "train/distributed.h"
 #include "train/estimate.h"
 #include "train/loss_curve.h"
 #include "train/optimizer.h"
@@ -80,20 +81,60 @@ Json options_json(const TrainOptions& o, Precision precision) {
 
 // Mean negative log-likelihood per trained token of `examples`, forward only (the adapters
 // are not touched): the sum of the example losses over the number of trained tokens.
-double validation_loss(LoraModel& lora, const std::vector<Example>& examples) {
-  double sum = 0;
-  int64_t n = 0;
-  for (const Example& e : examples) {
-    const Batch b = pack({e});
-    sum += lora.loss(b);
-    n += b.n_trained();
+// Each rank of `world` takes examples rank, rank + size, ...; the sums meet in one allreduce.
+double validation_loss(LoraModel& lora, const std::vector<Example>& examples, const World& world) {
+  double sum_n[2] = {0, 0};
+  for (size_t i = size_t(world.rank); i < examples.size(); i += size_t(world.size)) {
+    const Batch b = pack({examples[i]});
+    sum_n[0] += lora.loss(b);
+    sum_n[1] += double(b.n_trained());
   }
-  return sum / double(n);
+  allreduce_sum(sum_n);
+  return sum_n[0] / sum_n[1];
+}
+
+// One optimiser step's micro-batches on this rank: of the step's global batch (`batch` x
+// `grad_accum` examples in data order) the examples rank, rank + size, ..., packed `batch` per
+// micro-batch. With one rank: the data order's micro-batches as they come.
+std::vector<Batch> rank_micro_batches(const std::vector<Example>& step_examples, int batch,
+                                      const World& world) {
+  std::vector<Batch> micro;
+  std::vector<Example> part;
+  for (size_t i = size_t(world.rank); i < step_examples.size(); i += size_t(world.size)) {
+    part.push_back(step_examples[i]);
+    if (int(part.size()) == batch) {
+      micro.push_back(pack(part));
+      part.clear();
+    }
+  }
+  if (!part.empty()) micro.push_back(pack(part));
+  return micro;
+}
+
+// Trained tokens of an example as pack() counts them (token i's target is trained when token
+// i + 1 is): every rank counts the whole step's, so the loss scale needs no communication.
+int64_t trained_tokens(const Example& e) {
+  return e.trained.empty() ? 0 : std::count_if(e.trained.begin() + 1, e.trained.end(), [](uint8_t t) { return t != 0; });
+}
+
+// The LoRA gradients of every rank summed into every rank's: one allreduce through one buffer
+// (a no-op with one rank).
+void allreduce_gradients(const std::vector<std::span<float>>& grads, const World& world,
+                         std::vector<float>& buffer) {
+  if (world.size == 1) return;
+  buffer.clear();
+  for (const std::span<float>& g : grads) buffer.insert(buffer.end(), g.begin(), g.end());
+  allreduce_sum(buffer);
+  size_t at = 0;
+  for (const std::span<float>& g : grads) {
+    std::copy_n(buffer.begin() + ptrdiff_t(at), g.size(), g.begin());
+    at += g.size();
+  }
 }
 
 }  // namespace
 
-void run_train(const TrainOptions& o) {
+void run_train(const TrainOptions& o, const World& world) {
   TEMPER_CHECK(o.batch > 0 && o.grad_accum > 0, "--batch and --grad-accum must be positive");
   TEMPER_CHECK(o.lr > 0 && std::isfinite(o.lr), "--lr must be positive");
   TEMPER_CHECK(o.steps >= 0 || o.epochs >= 0, "--epochs must not be negative");
@@ -121,6 +162,7 @@ void run_train(const TrainOptions& o) {
   std::vector<Example> examples = read_examples(o.data, tok, data_opt, stats);
   log_data_stats(o.data, stats);
   if (o.preview > 0) {  // look at the data, train nothing, write nothing
+    if (!world.root()) return;
     const std::string text = preview_examples(examples, tok, o.preview, isatty(1) != 0);
     std::fwrite(text.data(), 1, text.size(), stdout);
     std::fflush(stdout);
@@ -173,6 +215,7 @@ void run_train(const TrainOptions& o) {
   const TrainCost cost = choice.recompute ? always_cost : without_recompute(always_cost);
   const char* recompute_mode = choice.recompute ? "always" : "never";
   if (o.dry_run) {
+    if (!world.root()) return;
     const std::string text =
         o.json ? Json{{"dry_run", true}, {"recompute", recompute_mode}, {"recompute_reason", choice.reason},
                       {"estimated_peak_rss_bytes", cost.peak_rss_bytes},
@@ -216,6 +259,13 @@ void run_train(const TrainOptions& o) {
        " steps of ", per_step, " examples");
   info("activations: ", choice.recompute ? "recomputed per layer" : "kept", "; ", choice.reason);
   info("compute: ", precision_why);
+  if (world.size > 1) {
+    info("data parallel: ", world.size, " ranks (MPI), ", num_threads(), " threads each; each step's ",
+         per_step, " examples split between them, gradients summed by one allreduce");
+    if (per_step < world.size)
+      warn("--batch x --grad-accum = ", per_step, " examples per step: ", world.size - per_step,
+           " of the ", world.size, " ranks have nothing to do");
+  }
 
   Progress bar("train", uint64_t(total), false);
   bar.set(uint64_t(state.step));
@@ -223,23 +273,28 @@ void run_train(const TrainOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t tokens_at_start = state.tokens_seen, steps_at_start = state.step;
   int64_t last_saved = o.resume.empty() ? -1 : state.step;
+  std::vector<float> reduce_buffer;
   for (int64_t step = state.step; step < total; ++step) {
-    std::vector<Batch> micro;
-    int64_t n_trained = 0;
-    for (int a = 0; a < o.grad_accum; ++a) {
-      std::vector<Example> part;
-      for (int b = 0; b < o.batch; ++b) part.push_back(examples[order.next()]);
-      micro.push_back(pack(part));
-      n_trained += micro.back().n_trained();
+    std::vector<Example> step_examples;
+    int64_t n_trained = 0, n_tokens = 0;
+    for (int64_t i = 0; i < per_step; ++i) {
+      step_examples.push_back(examples[order.next()]);
+      n_trained += trained_tokens(step_examples.back());
+      n_tokens += int64_t(step_examples.back().tokens.size());
     }
     TEMPER_CHECK(n_trained > 0, "step ", step + 1, ": no trained token in its examples");
     lora.zero_grads();
-    double loss_sum = 0;
-    for (const Batch& b : micro) {
-      loss_sum += lora.forward_backward(b, float(1.0 / double(n_trained)));
-      state.tokens_seen += int64_t(b.tokens.size());
-    }
-    const double loss = loss_sum / double(n_trained);
+    double loss_sum[1] = {0};
+    for (const Batch& b : rank_micro_batches(step_examples, o.batch, world))
+      loss_sum[0] += lora.forward_backward(b, float(1.0 / double(n_trained)));
+    // Wall time in the allreduce on this rank: the sum itself plus waiting for the slowest rank.
+    const auto reduce_start = std::chrono::steady_clock::now();
+    allreduce_gradients(grads, world, reduce_buffer);
+    allreduce_sum(loss_sum);
+    const double reduce_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - reduce_start).count();
+    state.tokens_seen += n_tokens;
+    const double loss = loss_sum[0] / double(n_trained);
     const double norm = clip_grad_norm(grads, o.clip);
     if (!std::isfinite(loss) || !std::isfinite(norm)) {
       // The adapters are still those after the last good step: nothing of this step is
@@ -264,21 +319,25 @@ void run_train(const TrainOptions& o) {
     const double tokens_per_s = double(state.tokens_seen - tokens_at_start) / secs;
     const bool validate = !val_examples.empty() &&
                           (step + 1 == total || (o.val_every > 0 && (step + 1) % o.val_every == 0));
-    const double val_loss = validate ? validation_loss(lora, val_examples) : NAN;
+    const double val_loss = validate ? validation_loss(lora, val_examples, world) : NAN;
     if (validate) {
       state.curve.val_step.push_back(step + 1);
       state.curve.val_loss.push_back(val_loss);
       if (!bar.visible()) info("step ", step + 1, ": validation loss ", val_loss);
     }
-    if (o.json) {
+    if (o.json && world.root()) {
       Json line = {{"step", step + 1}, {"loss", loss}, {"lr", lr}, {"grad_norm", norm},
                    {"trained_tokens", n_trained}, {"tokens_per_s", tokens_per_s},
                    {"recompute", recompute_mode}, {"precision", precision_name(precision)}};
+      if (world.size > 1) {
+        line["ranks"] = world.size;
+        line["allreduce_seconds"] = reduce_seconds;
+      }
       if (validate) line["val_loss"] = val_loss;
       std::printf("%s\n", line.dump().c_str());
       std::fflush(stdout);
     }
-    if (o.save_every > 0 && (step + 1) % o.save_every == 0) {
+    if (o.save_every > 0 && (step + 1) % o.save_every == 0 && world.root()) {
       try {
         write_checkpoint(ckpt, lora, opt, state, opened.desc, prov, identity);
       } catch (const Error& e) {
@@ -298,13 +357,14 @@ void run_train(const TrainOptions& o) {
   }
   bar.finish();
   if (total == 0 && !val_examples.empty()) {  // --steps 0: the initial adapter's validation loss
-    const double val_loss = validation_loss(lora, val_examples);
+    const double val_loss = validation_loss(lora, val_examples, world);
     info("step 0: validation loss ", val_loss);
-    if (o.json) {
+    if (o.json && world.root()) {
       std::printf("%s\n", Json({{"step", 0}, {"val_loss", val_loss}}).dump().c_str());
       std::fflush(stdout);
     }
   }
+  if (!world.root()) return;  // rank 0 writes the adapter and the loss curve
   write_adapter(o.output, o.overwrite, lora, opened.desc, prov);
   info("wrote ", o.output);
   {  // The loss curve beside it (replaced with the adapter: --force already allowed that).

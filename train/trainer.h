@@ -3,6 +3,8 @@
 #pragma once
 #include <string>
 
+#include "train/distributed.h"
+
 namespace temper::train {
 
 struct TrainOptions {
@@ -45,6 +47,7 @@ struct TrainOptions {
 std::string checkpoint_path(const TrainOptions& o);
 
 // Trains and writes options.output. Throws Error naming the file/option at fault.
-void run_train(const TrainOptions& o);
+// `world`: the ranks of an MPI job sharing each step's examples (train/distributed.h).
+void run_train(const TrainOptions& o, const World& world = {});
 
 }  // namespace temper::train

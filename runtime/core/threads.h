@@ -1,5 +1,6 @@
 // One thread pool: OpenMP. The thread count is set once (--threads or TEMPER_THREADS, default:
-// all cores) and also handed to OpenBLAS, which is Debian's OpenMP build and so shares the pool.
+// all cores this process may use, divided among the ranks an MPI/Slurm launcher started on this
+// machine) and also handed to OpenBLAS, which is Debian's OpenMP build and so shares the pool.
 #pragma once
 
 namespace temper {
