@@ -47,6 +47,7 @@ void read_dataset(const h5::Ctx& c, hid_t loc, const std::string& name, H5T_clas
   h5::Id ds(c.check(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), what, "cannot open"), H5Dclose);
   h5::Id type(c.check(H5Dget_type(ds.get()), what, "cannot get type"), H5Tclose);
   if (H5Tget_class(type.get()) != cls) c.fail(what, "unexpected element type");
+  if (h5::filter_count(ds.get()) != 0) c.fail(what, "stored with filters (temper writes it unfiltered)");
   h5::Id space(c.check(H5Dget_space(ds.get()), what, "cannot get dataspace"), H5Sclose);
   const int rank = H5Sget_simple_extent_ndims(space.get());
   if (rank < 0 || rank > H5S_MAX_RANK) c.fail(what, "cannot read dataspace");

@@ -111,6 +111,7 @@ std::vector<T> read_dataset(const File& f, const char* name, hid_t mem_type, H5T
   Id d(f.check(H5Dopen2(f.id.get(), name, H5P_DEFAULT), name, "cannot open"), H5Dclose);
   Id t(f.check(H5Dget_type(d.get()), name, "cannot get type"), H5Tclose);
   if (H5Tget_class(t.get()) != cls) f.fail(cat("dataset '", name, "'"), "has the wrong element type");
+  if (h5::filter_count(d.get()) != 0) f.fail(cat("dataset '", name, "'"), "is stored with filters (temper writes it unfiltered)");
   if (cls == H5T_FLOAT && H5Tget_size(t.get()) > H5Tget_size(mem_type))
     f.fail(cat("dataset '", name, "'"), "is wider than expected (reading it would round)");
   Id space(f.check(H5Dget_space(d.get()), name, "cannot get dataspace"), H5Sclose);

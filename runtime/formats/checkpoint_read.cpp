@@ -178,6 +178,15 @@ void CheckpointReader::Impl::check_storage(hid_t ds, const TensorInfo& info, con
     c.check_fits(what, info.nbytes, 1);
     return;
   }
+  // Only the filters temper writes: HDF5's other decoders (n-bit, scale-offset, szip...) are not
+  // offered to the file.
+  for (int i = 0; i < n_filters; ++i) {
+    unsigned flags = 0;
+    size_t n_values = 0;
+    const H5Z_filter_t id = H5Pget_filter2(dcpl.get(), unsigned(i), &flags, &n_values, nullptr, 0, nullptr, nullptr);
+    if (id != H5Z_FILTER_SHUFFLE && id != TEMPER_H5Z_FILTER_ZSTD)
+      c.fail(what, cat("filter ", int(id), " is not one temper writes (shuffle, zstd)"));
+  }
   if (info.nbytes == 0) return;
   const int rank = H5Pget_chunk(dcpl.get(), 0, nullptr);
   if (rank != int(info.shape.size())) c.fail(what, "filtered but not chunked like its shape");

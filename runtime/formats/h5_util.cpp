@@ -199,6 +199,11 @@ Id tensor_type(DType t) {
   return id;
 }
 
+int filter_count(hid_t ds) {
+  Id dcpl(H5Dget_create_plist(ds), H5Pclose);
+  return dcpl.valid() ? H5Pget_nfilters(dcpl.get()) : -1;
+}
+
 bool link_exists(hid_t loc, const char* name) { return H5Lexists(loc, name, H5P_DEFAULT) > 0; }
 bool attr_exists(hid_t obj, const char* name) { return H5Aexists(obj, name) > 0; }
 
@@ -317,6 +322,7 @@ struct Var {
       obj = Id(c.check(H5Dopen2(loc, name, H5P_DEFAULT), what, "cannot open dataset"), H5Dclose);
       type = Id(c.check(H5Dget_type(obj.get()), what, "cannot get type"), H5Tclose);
       space = Id(c.check(H5Dget_space(obj.get()), what, "cannot get dataspace"), H5Sclose);
+      if (filter_count(obj.get()) != 0) c.fail(what, "stored with filters (temper writes it unfiltered)");
     }
     rank = H5Sget_simple_extent_ndims(space.get());
     hssize_t np = H5Sget_simple_extent_npoints(space.get());

@@ -96,6 +96,12 @@ Id f16_le_type();      // IEEE binary16, little-endian: h5py reads it as numpy f
 // u16 LE (HDF5 has no bfloat16), integers as signed LE. Invalid Id for block (quantized) types.
 Id tensor_type(DType t);
 
+// Number of filters (compression...) on dataset `ds`; -1 if unreadable. temper stores only
+// tensors filtered (shuffle + zstd), so any other filtered dataset is refused before it is read:
+// the bytes of an unfiltered one are in the file (so its size is bounded by the file's), and
+// HDF5's other decoders (n-bit, scale-offset, szip...) are not exposed to the file.
+int filter_count(hid_t ds);
+
 bool link_exists(hid_t loc, const char* name);
 bool attr_exists(hid_t obj, const char* name);
 Id open_group(const Ctx& c, hid_t loc, const char* name);

@@ -33,6 +33,7 @@ std::vector<float> read_matrix(const h5::Ctx& c, hid_t loc, const std::string& n
   if (H5Tget_class(type.get()) != H5T_FLOAT || H5Tget_size(type.get()) != 4)
     c.fail(what, "expected 32-bit floats");
   if (H5Sget_simple_extent_ndims(space.get()) != 2) c.fail(what, "expected a 2-D matrix");
+  if (h5::filter_count(ds.get()) != 0) c.fail(what, "stored with filters (temper writes it unfiltered)");
   hsize_t dims[2];
   H5Sget_simple_extent_dims(space.get(), dims, nullptr);
   if (dims[0] == 0 || dims[1] == 0 || dims[0] > (1u << 24) || dims[1] > (1u << 24))

@@ -167,6 +167,32 @@ TEST(CheckpointUntrusted, SizesBeyondTheFileAreRefusedBeforeAllocating) {
           "model.norm.weight");
 }
 
+// Tensors may carry only the filters temper writes (shuffle, zstd); every other dataset none.
+// HDF5's other decoders (deflate here; n-bit, scale-offset, szip) are never offered the file.
+TEST(CheckpointUntrusted, OnlyTheFiltersTemperWritesAreRead) {
+  TempDir d;
+  const std::string path = converted_stories(d);
+  auto refused = [&](const std::string& name, const std::string& code, const std::string& why) {
+    const std::string bad = d / name;
+    fs::copy_file(path, bad);
+    const auto r = test::run_shell(std::string(TEMPER_PYTHON) + " -c \"import h5py, numpy as np; f = h5py.File('" +
+                                   bad + "', 'r+'); " + code + "\"");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    try {
+      read_everything(bad);
+      ADD_FAILURE() << name << " was read";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+    }
+  };
+  refused("tensor.h5", "g = f['tensors']; n = 'model.norm.weight'; w = g[n][()]; del g[n]; "
+          "g.create_dataset(n, data=w, compression='gzip').attrs['dtype'] = np.bytes_('f32')",
+          "filter 1 is not one temper writes");
+  refused("list.h5", "t = f['tokenizer']; s = t['scores'][()]; del t['scores']; "
+          "t.create_dataset('scores', data=s, compression='gzip')",
+          "/tokenizer/scores: stored with filters");
+}
+
 // The validation every command shares, in the reader itself (quantize used to skip it).
 TEST(CheckpointUntrusted, ConfigAndShapesAreValidatedOnOpen) {
   TempDir d;
