@@ -3,19 +3,19 @@
 #
 #   scripts/fuzz.sh [--time S | --runs N] [--jobs J] [harness...]
 #
-# Builds build-fuzz/ (CC=clang, -DTEMPER_FUZZ=ON), generates the seed corpora from sample/ and
-# the shared fixtures (build-fuzz/seeds/, once), replays tests/fuzz/regressions/, then runs each
-# harness (default: all) for S seconds (default 60) or N executions, J harnesses at a time
-# (default 1; each is one process). New inputs go to build-fuzz/corpus/<harness>/ and persist
-# between runs; findings are saved as build-fuzz/crashes/<harness>/{crash,leak,timeout,oom}-* (only this
-# run's count).
+# Builds build-fuzz/ (or $TEMPER_FUZZ_DIR; CC=clang, -DTEMPER_FUZZ=ON), generates seed corpora
+# from sample/ and the fixtures (build-fuzz/seeds/, again when temper changed), replays
+# tests/fuzz/regressions/, then runs each harness (default: all) for S seconds (default 60) or
+# N executions, J harnesses at a time (default 1; each is one process). New inputs go to
+# build-fuzz/corpus/<harness>/ and persist between runs; findings are saved as
+# build-fuzz/crashes/<harness>/{crash,leak,timeout,oom}-* (only this run's count).
 # Limits: -rss_limit_mb=2048 (an input that makes a reader allocate more is a finding),
 # -timeout=10 (an input that takes longer is a hang). Prints executions (this run and in total,
 # kept in build-fuzz/stats/) and findings per harness; exits non-zero on any finding.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-OUT=$ROOT/build-fuzz
+OUT=${TEMPER_FUZZ_DIR:-$ROOT/build-fuzz}  # another directory: several fuzzing checkouts side by side
 FIXTURES=${TEMPER_FIXTURES:-$ROOT/../shared/fixtures}
 ALL=(safetensors gguf checkpoint config tokenizer_json tokenizer_config imatrix tasks)
 declare -A MAX_LEN=([safetensors]=32768 [gguf]=65536 [checkpoint]=131072 [config]=8192
@@ -49,7 +49,8 @@ cmake --build "$OUT" -j"$(nproc)" --target temper $(printf 'fuzz_%s ' "${ALL[@]}
 # Reports from the instrumented temper while writing seeds are not fuzz findings.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$ROOT/tests/fuzz/lsan.supp:print_suppressions=0}
-if [ ! -f "$OUT/seeds/.done" ]; then
+# Again after temper is rebuilt: the .h5 and GGUF seeds are its output, in its current format.
+if [ ! -f "$OUT/seeds/.done" ] || [ "$OUT/temper" -nt "$OUT/seeds/.done" ]; then
   rm -rf "$OUT/seeds"
   ASAN_OPTIONS=detect_leaks=0 /usr/bin/python3 tests/fuzz/make_seeds.py "$OUT/seeds" "$ROOT" "$FIXTURES" "$OUT/temper"
   touch "$OUT/seeds/.done"

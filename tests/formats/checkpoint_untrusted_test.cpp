@@ -136,6 +136,44 @@ TEST(CheckpointUntrusted, OlderLayoutsAreRefusedWithTheRemedy) {
   refused(v1, "format_version 1");
 }
 
+// scripts/h5_upgrade.py rewrites a file in the older layouts (oldest HDF5 format, variable-length
+// strings, format_version 1, as h5py writes by default) into one this build reads, same content.
+TEST(CheckpointUntrusted, H5UpgradeRewritesAnOlderFile) {
+  TempDir d;
+  const std::string path = converted_stories(d), old = d / "old.h5", up = d / "up.h5";
+  // h5py's defaults: superblock 0, every str a variable-length string.
+  const auto r = test::run_shell(std::string(TEMPER_PYTHON) + " -c \"import h5py, numpy as np\n"
+      "def conv(s, d):\n"
+      "  for k, v in s.attrs.items(): d.attrs[k] = v.decode() if isinstance(v, bytes) else v\n"
+      "  for n, o in s.items():\n"
+      "    if isinstance(o, h5py.Group): conv(o, d.create_group(n, track_order=True))\n"
+      "    else:\n"
+      "      v = o[()]\n"
+      "      if n in ('tokens', 'merges', 'files', 'tensor_names', 'ffn'): v = [x.decode() for x in v.tobytes().split(b'\\0')[:-1]]\n"
+      "      elif isinstance(v, bytes): v = v.decode()\n"
+      "      d.create_dataset(n, data=v, dtype=h5py.string_dtype() if isinstance(v, (str, list)) else None)\n"
+      "      for k, a in o.attrs.items(): d[n].attrs[k] = a.decode() if isinstance(a, bytes) else a\n"
+      "with h5py.File('" + path + "') as s, h5py.File('" + old + "', 'w') as d:\n"
+      "  conv(s, d); d.attrs['format_version'] = np.int32(1)\n\"");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(uint8_t(test::read_file(old)[8]), 0);
+  EXPECT_THROW(read_everything(old), Error);
+  const auto u = test::run_shell(std::string(TEMPER_PYTHON) + " " + test::source_dir() + "/scripts/h5_upgrade.py " +
+                                 old + " " + up);
+  ASSERT_EQ(u.exit_code, 0) << u.err;
+  CheckpointReader a(path), b(up);
+  EXPECT_EQ(b.format_version(), kCheckpointFormatVersion);
+  EXPECT_EQ(a.description().tokenizer.tokens, b.description().tokenizer.tokens);
+  EXPECT_EQ(a.description().chat_template, b.description().chat_template);
+  ASSERT_EQ(a.tensors().size(), b.tensors().size());
+  std::vector<uint8_t> sa, sb;
+  for (size_t i = 0; i < a.tensors().size(); ++i) {
+    const auto x = a.read(a.tensors()[i], sa);
+    const auto y = b.read(a.tensors()[i], sb);
+    EXPECT_TRUE(std::equal(x.begin(), x.end(), y.begin(), y.end())) << a.tensors()[i].name;
+  }
+}
+
 // A dataset whose shape needs more bytes than the file holds is refused before anything is
 // allocated for it (h5py creates such datasets without storage; HDF5 would fill them with zeros).
 TEST(CheckpointUntrusted, SizesBeyondTheFileAreRefusedBeforeAllocating) {
