@@ -193,7 +193,11 @@ void import_lora_peft(const std::string& dir, const std::string& base_path, cons
                  ": only lora_A/lora_B weights are supported (DoRA magnitudes, biases, embedding LoRA and "
                  "saved modules are not)");
     std::string module = rest.substr(0, rest.size() - std::string_view(".lora_A.weight").size());
-    if (module.starts_with("model.language_model.")) module = "model." + module.substr(21);
+    // The text model's canonical name, whichever wrapper layout the checkpoint PEFT saw had
+    // (model.language_model. since transformers 4.50, language_model.model. before).
+    const std::optional<std::string> canonical = desc.arch->canonical_name(module);
+    TEMPER_CHECK(canonical, who, ": adapts a vision/audio tower, which temper's text model does not run");
+    module = *canonical;
     if (module.ends_with(".linear")) module.resize(module.size() - 7);  // Gemma 4 clippable-linear wrapper
     TEMPER_CHECK(t.shape.size() == 2, who, ": expected a matrix, got ", t.shape.size(), " dims");
     auto [it, fresh] = index.emplace(module, a.pairs.size());

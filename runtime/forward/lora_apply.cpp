@@ -65,8 +65,15 @@ std::vector<LoraTarget> match_lora_to_base(const ModelDescription& base, const L
       by_module.emplace(std::move(module), std::move(e));
     }
   std::vector<LoraTarget> out;
+  std::vector<std::string> never_run;
   for (const LoraTensorPair& p : a.pairs) {
     auto it = by_module.find(p.module);
+    // A projection the checkpoint holds but the model never runs (K/V of Gemma 4's KV-shared
+    // layers): PEFT adapts it too, and there as here it changes nothing.
+    if (it == by_module.end() && base.arch->ignorable && base.arch->ignorable(cfg, p.module + ".weight")) {
+      never_run.push_back(p.module);
+      continue;
+    }
     LoraTarget t;
     t.pair = &p;
     TEMPER_CHECK(it != by_module.end() && it->second.layer >= 0 &&
@@ -85,6 +92,10 @@ std::vector<LoraTarget> match_lora_to_base(const ModelDescription& base, const L
     t.tensor = e;
     out.push_back(std::move(t));
   }
+  if (!never_run.empty())
+    warn(who, ": ", never_run.size(), " adapted projections are ones this model never runs (e.g. '",
+         escaped(never_run.front()), "': KV-shared layers reuse an earlier layer's K/V); they have no effect, "
+         "as in the original model");
   return out;
 }
 

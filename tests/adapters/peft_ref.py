@@ -35,10 +35,23 @@ import torch_lora_ref as L  # noqa: E402
 import torch_ref as R  # noqa: E402
 
 F = torch.float64
+# temper's architecture ids (base_arch in its adapter file) of the HF architectures.
+ARCH_IDS = {"LlamaForCausalLM": "llama", "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3moe",
+            "Gemma3ForCausalLM": "gemma3", "Gemma3ForConditionalGeneration": "gemma3",
+            "Gemma4ForConditionalGeneration": "gemma4", "Gemma4ForCausalLM": "gemma4"}
 MODULES = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
            "o": "self_attn.o_proj", "gate": "mlp.gate_proj", "up": "mlp.up_proj",
            "down": "mlp.down_proj"}
-PREFIX = "base_model.model.model.layers."
+PREFIXES = ["model.language_model.", "language_model.model.", "model.", ""]
+
+
+def layer_prefix(tensors):
+    """The checkpoint's own prefix of its text layers ("model." for Llama/Qwen 3, "model.language_model."
+    for Gemma 4 and multimodal Gemma 3): PEFT keys are base_model.model. + that + layers.{L}...."""
+    for p in PREFIXES:
+        if any(k.startswith(p + "layers.") for k in tensors):
+            return p
+    raise KeyError("no text layers in the checkpoint")
 
 
 def write_safetensors(path, tensors):
@@ -70,14 +83,20 @@ def read_safetensors(path):
 
 def make(model_dir, out_dir, rank, alpha, rslora, seed, targets):
     c = json.load(open(os.path.join(model_dir, "config.json")))
-    w = R.W(R.load_safetensors(model_dir), ["model.", ""])
+    text = c.get("text_config", c)
+    st = R.load_safetensors(model_dir)
+    w, prefix = R.W(st, PREFIXES), "base_model.model." + layer_prefix(st) + "layers."
     names = list(MODULES) if targets == "all" else targets.split(",")
     rng = np.random.default_rng(seed)
     tensors = {}
-    for layer in range(c["num_hidden_layers"]):
+    for layer in range(text["num_hidden_layers"]):
         for t in names:
+            # Layers without the projection (v in Gemma 4's k_eq_v layers, K/V of KV-shared
+            # layers, the dense MLP of MoE layers) have no adapter on it, as in PEFT.
+            if not w.has("layers.%d.%s.weight" % (layer, MODULES[t])):
+                continue
             out_f, in_f = w("layers.%d.%s.weight" % (layer, MODULES[t])).shape
-            key = PREFIX + "%d.%s" % (layer, MODULES[t])
+            key = prefix + "%d.%s" % (layer, MODULES[t])
             tensors[key + ".lora_A.weight"] = rng.uniform(-1, 1, (rank, in_f)) / math.sqrt(in_f)
             tensors[key + ".lora_B.weight"] = rng.uniform(-0.3, 0.3, (out_f, rank))
     config = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": rank, "lora_alpha": alpha,
@@ -101,14 +120,14 @@ def make(model_dir, out_dir, rank, alpha, rslora, seed, targets):
         f.attrs["scale"] = np.float32(alpha / math.sqrt(rank) if rslora else alpha / rank)
         f.attrs["rslora"] = np.int32(1 if rslora else 0)
         f.attrs["targets"] = np.bytes_(",".join(names))
-        f.attrs["base_arch"] = np.bytes_("llama")
+        f.attrs["base_arch"] = np.bytes_(ARCH_IDS[c["architectures"][0]])
         f.attrs["base_hf_architecture"] = np.bytes_(c["architectures"][0])
         f.attrs["base_config_sha256"] = np.bytes_(hashlib.sha256(
             open(os.path.join(model_dir, "config.json"), "rb").read()).hexdigest())
         f.attrs["training_args"] = np.bytes_("{}")
         g = f.create_group("adapters", track_order=True)
-        for key, arr in tensors.items():
-            name = key[len("base_model.model."):].replace(".lora_A.weight", ".lora_A").replace(
+        for key, arr in tensors.items():  # temper names adapters by the canonical model.layers...
+            name = "model." + key[len(prefix) - len("layers."):].replace(".lora_A.weight", ".lora_A").replace(
                 ".lora_B.weight", ".lora_B")
             g.create_dataset(name, data=arr.astype("<f4"))
     return 0
@@ -133,7 +152,7 @@ def load_peft(spec):
     for key, a in t.items():
         if not key.endswith(".lora_A.weight"):
             continue
-        mod = key[len(PREFIX):-len(".lora_A.weight")]
+        mod = key[key.index("layers.") + len("layers."):-len(".lora_A.weight")]
         layer, module = mod.split(".", 1)
         b = t[key.replace(".lora_A.", ".lora_B.")]
         out[(int(layer), module)] = (torch.tensor(a, dtype=F), torch.tensor(b, dtype=F) * (scaling * mult))
@@ -142,7 +161,7 @@ def load_peft(spec):
 
 def logits(model_dir, ids, out_path, specs):
     c = json.load(open(os.path.join(model_dir, "config.json")))
-    w = R.W(R.load_safetensors(model_dir), ["model.", ""])
+    w = R.W(R.load_safetensors(model_dir), PREFIXES)
     adapters = {}
     for spec in specs:  # stack adapters along the rank: sum_i B_i A_i x
         for k, (a, b) in load_peft(spec).items():

@@ -1,0 +1,84 @@
+// PEFT semantics on every architecture (issue 10): for a tiny checkpoint of each architecture
+// scripts/tiny_models.py writes, a PEFT adapter made by tests/adapters/peft_ref.py (PEFT's key
+// names with the checkpoint's own prefix: model.language_model. for Gemma 4; rank 4, alpha 8
+// on every dense projection each layer has) is imported by `temper lora import`, and temper's
+// runtime with it gives the logits of peft_ref.py's float64 PyTorch reference applying
+// W x + scaling · B A x to the same HF checkpoint; `temper lora merge` into an f32 checkpoint
+// gives them too, and `lora export --peft` of the import writes back the same tensors.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "adapters/lora_test_util.h"
+
+namespace temper {
+namespace {
+
+using namespace lora_test;
+
+// The tiny models share stories260K's tokenizer, so kIds (< 512) are valid ids for each.
+const char* const kArchs[] = {"llama", "qwen3", "qwen3moe", "gemma3", "gemma4-e2b", "gemma4-31b", "gemma4-26b-a4b"};
+
+class LoraArch : public ::testing::TestWithParam<const char*> {};
+
+// Bound: temper computes in f32 from the same (bf16-stored, so exactly representable) weights
+// and f32 adapters that the reference uses in float64; 2-4 layers of dot products of length
+// <= 256 round at ~K·2^-24 relative each, so 1e-4 of the largest logit leaves a wide margin
+// (stories260K's 5 layers use the same bound in lora_runtime_test). The adapter moves the
+// logits by far more (checked: > 100x the bound), so a missed or mis-mapped target, a wrong
+// scaling or a transposed pair is outside it.
+TEST_P(LoraArch, ImportedPeftAdapterGivesThePeftLogits) {
+  const std::string name = GetParam();
+  const test::TempDir d;
+  auto r = test::run_shell(std::string(TEMPER_PYTHON) + " " + test::source_dir() + "/scripts/tiny_models.py " +
+                           d / "models --dtype f32 --only " + name);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string model = d / ("models/" + name);
+  r = test::run_shell(py("make " + model + " " + d / "a 4 8 0 7 all"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = test::run_temper("lora import " + d / "a/peft --base " + model + " -o " + d / "imported.h5");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+
+  r = test::run_shell(py("logits " + model + " " + ids_csv() + " " + d / "base.f64"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = test::run_shell(py("logits " + model + " " + ids_csv() + " " + d / "ref.f64 " + d / "a/peft"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto base_ref = read_values<double>(d / "base.f64"), ref = read_values<double>(d / "ref.f64");
+  const double tol = 1e-4 * max_abs(ref);
+  ASSERT_GT(max_abs_diff(base_ref, ref), 100 * tol) << "the adapter must matter";
+
+  const double e_base = max_abs_diff(temper_logits(model, {}), base_ref);
+  const double e_lora = max_abs_diff(temper_logits(model, {d / "imported.h5"}), ref);
+  r = test::run_temper("lora merge " + model + " " + d / "imported.h5 -o " + d / "merged.h5");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const double e_merged = max_abs_diff(temper_logits(d / "merged.h5", {}), ref);
+  std::printf("%s: max |temper - torch| base %.3g, --lora %.3g, merged %.3g (bound %.3g)\n", name.c_str(), e_base,
+              e_lora, e_merged, tol);
+  EXPECT_LE(e_base, tol);
+  EXPECT_LE(e_lora, tol);
+  EXPECT_LE(e_merged, tol);
+
+  // Round trip: export to PEFT, the same tensors under the same keys (up to the text model's
+  // wrapper: temper writes transformers >= 4.50's model.language_model. for multimodal classes,
+  // where the tiny Gemma 3 was stored in the older language_model.model. layout).
+  r = test::run_temper("lora export " + d / "imported.h5 --peft " + d / "out");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = test::run_shell(std::string(TEMPER_PYTHON) + " -c \"import sys; sys.path.insert(0, '" + test::source_dir() +
+                      "/tests/adapters'); import peft_ref as P; a=P.read_safetensors(sys.argv[1]); "
+                      "b=P.read_safetensors(sys.argv[2]); n=lambda t: {k[k.index('layers.'):]: v for k, v in t.items()}; "
+                      "a, b = n(a), n(b); sys.exit(0 if sorted(a)==sorted(b) and all((a[k]==b[k]).all() for k in a) "
+                      "else 1)\" " +
+                      d / "a/peft/adapter_model.safetensors " + d / "out/adapter_model.safetensors");
+  EXPECT_EQ(r.exit_code, 0) << "PEFT -> temper -> PEFT changed names or values\n" << r.err;
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryArchitecture, LoraArch, ::testing::ValuesIn(kArchs),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (char& c : n)
+                             if (c == '-') c = '_';
+                           return n;
+                         });
+
+}  // namespace
+}  // namespace temper
