@@ -102,6 +102,10 @@ void export_lora_gguf(const GgufLoraExportOptions& opts) {
   std::vector<std::string> fell_back;
   for (const forward::LoraTarget& t : targets) {
     const LoraTensorPair& p = *t.pair;
+    // llama.cpp's LoRA pairs are 2-D; its MoE experts are one stacked 3-D tensor per layer.
+    TEMPER_CHECK(t.tensor.expert < 0, "LoRA adapter ", escaped(opts.adapter), ": '", escaped(p.module),
+                 "' adapts one expert; llama.cpp's GGUF LoRA has no per-expert tensors (its experts are "
+                 "stacked in ", t.tensor.gguf_name, "): merge the adapter into the model instead (temper lora merge)");
     std::vector<float> b = p.b;
     if (t.rope_permute_heads > 0)  // the converter permutes B's rows like W's (LoraTorchTensor)
       arch::permute_rope_rows(b.data(), p.out, a.rank, t.rope_permute_heads);

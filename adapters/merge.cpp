@@ -48,6 +48,10 @@ Loaded load_deltas(const OpenedModel& base, const std::vector<std::string>& spec
     const double scale = double(s.multiplier) * a.scale();
     for (const forward::LoraTarget& t : forward::match_lora_to_base(base.desc, a, s.path)) {
       const LoraTensorPair& p = *t.pair;
+      // A GGUF holds each layer's experts stacked in one tensor; the delta is one expert's.
+      TEMPER_CHECK(!gguf || t.tensor.expert < 0, "LoRA adapter ", escaped(s.path), ": '", escaped(p.module),
+                   "' adapts one expert, which cannot be merged into a GGUF base (its experts are stacked "
+                   "in ", t.tensor.gguf_name, "); merge into the .h5 or Hugging Face base, then quantize");
       std::vector<float> b = p.b;
       if (gguf && t.rope_permute_heads > 0) arch::permute_rope_rows(b.data(), p.out, a.rank, t.rope_permute_heads);
       const std::string name = gguf ? t.tensor.gguf_name : base.source_name(t.tensor.hf_name);

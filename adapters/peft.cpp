@@ -227,9 +227,9 @@ void import_lora_peft(const std::string& dir, const std::string& base_path, cons
   // Every module is one of the base's projections with its shape (names the tensor otherwise).
   for (const forward::LoraTarget& t : forward::match_lora_to_base(desc, a, dir)) {
     static constexpr const char* kSlotNames[] = {"q", "k", "v", "o", "gate", "up", "down"};
-    targets.insert(kSlotNames[int(t.slot)]);
+    targets.insert((t.tensor.expert >= 0 ? "expert_" : "") + std::string(kSlotNames[int(t.slot)]));
   }
-  for (const char* n : {"q", "k", "v", "o", "gate", "up", "down"})
+  for (const char* n : {"q", "k", "v", "o", "gate", "up", "down", "expert_gate", "expert_up", "expert_down"})
     if (targets.count(n)) a.targets += (a.targets.empty() ? "" : ",") + std::string(n);
   std::vector<std::string> inputs = base.files;
   inputs.push_back(cfg_path);

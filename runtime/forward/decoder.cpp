@@ -223,6 +223,12 @@ std::vector<float> Session::eval(std::span<const int32_t> tokens, bool all_logit
     auto lora = [&](float* y, const float* x, LoraSlot slot) {
       if (model_.lora()) model_.lora()->add(y, x, l, slot, T);
     };
+    // The same inside the experts, for adapters on per-expert projections.
+    ExpertHook expert_lora;
+    if (model_.lora() && model_.lora()->has_expert_adapters(l))
+      expert_lora = [&, set = model_.lora()](int e, ExpertProj p, float* y, const float* x, int64_t n) {
+        set->add_expert(y, x, l, e, p == ExpertProj::kGate ? LoraSlot::kGate : p == ExpertProj::kUp ? LoraSlot::kUp : LoraSlot::kDown, n);
+      };
 
     // --- attention
     rmsnorm_forward(s.h.data(), s.x.data(), W.attn_norm.data(), off, T, H, eps);
@@ -272,7 +278,7 @@ std::vector<float> Session::eval(std::span<const int32_t> tokens, bool all_logit
     if (L.ffn == FfnKind::kMoe) {
       // FfnKind::kMoe: a sparse block on the ffn-normed residual.
       moe_forward(s.m.data(), s.h.data(), s.h.data(), W, L, T, H, cfg.act, cfg.moe_norm_topk,
-                  s.scratch);
+                  s.scratch, expert_lora);
     } else if (L.ffn == FfnKind::kDenseAndMoe) {
       // FfnKind::kDenseAndMoe: experts beside the dense MLP, each branch with its own norms;
       // the router reads the unweighted-normed residual times its scale vector / sqrt(H).
@@ -285,7 +291,7 @@ std::vector<float> Session::eval(std::span<const int32_t> tokens, bool all_logit
         ex_in = s.h2.data();
       }
       moe_forward(s.m2.data(), s.tmp.data(), ex_in, W, L, T, H, cfg.act, cfg.moe_norm_topk,
-                  s.scratch);
+                  s.scratch, expert_lora);
       if (!W.post_ffn_norm_2.empty())
         rmsnorm_forward(s.m2.data(), s.m2.data(), W.post_ffn_norm_2.data(), off, T, H, eps);
       for (int64_t i = 0; i < T * H; ++i) s.m[i] += s.m2[i];

@@ -40,6 +40,10 @@ bool lora_slot_of_role(TensorRole role, LoraSlot& slot) {
     case TensorRole::kFfnGate: slot = LoraSlot::kGate; return true;
     case TensorRole::kFfnUp: slot = LoraSlot::kUp; return true;
     case TensorRole::kFfnDown: slot = LoraSlot::kDown; return true;
+    // Per-expert weights (one tensor per expert in HF); fused gate_up experts have no slot.
+    case TensorRole::kFfnGateExps: slot = LoraSlot::kGate; return true;
+    case TensorRole::kFfnUpExps: slot = LoraSlot::kUp; return true;
+    case TensorRole::kFfnDownExps: slot = LoraSlot::kDown; return true;
     default: return false;
   }
 }
@@ -115,7 +119,10 @@ std::shared_ptr<const LoraSet> LoraSet::bind(const ModelDescription& base, bool 
       u.b = t.pair->b;
       if (gguf_layout && t.rope_permute_heads > 0)
         arch::permute_rope_rows(u.b.data(), u.out, u.rank, t.rope_permute_heads);
-      set->layers_[size_t(t.tensor.layer)][size_t(t.slot)].push_back(std::move(u));
+      if (t.tensor.expert >= 0)
+        set->experts_[{t.tensor.layer, t.tensor.expert, int(t.slot)}].push_back(std::move(u));
+      else
+        set->layers_[size_t(t.tensor.layer)][size_t(t.slot)].push_back(std::move(u));
     }
   }
   return set;
@@ -123,7 +130,20 @@ std::shared_ptr<const LoraSet> LoraSet::bind(const ModelDescription& base, bool 
 
 void LoraSet::add(float* y, const float* x, int layer, LoraSlot slot, int64_t n_tokens) const {
   if (layer < 0 || size_t(layer) >= layers_.size()) return;
-  const std::vector<Update>& updates = layers_[size_t(layer)][size_t(slot)];
+  apply(layers_[size_t(layer)][size_t(slot)], y, x, n_tokens);
+}
+
+void LoraSet::add_expert(float* y, const float* x, int layer, int expert, LoraSlot slot, int64_t n_tokens) const {
+  auto it = experts_.find({layer, expert, int(slot)});
+  if (it != experts_.end()) apply(it->second, y, x, n_tokens);
+}
+
+bool LoraSet::has_expert_adapters(int layer) const {
+  auto it = experts_.lower_bound({layer, 0, 0});
+  return it != experts_.end() && std::get<0>(it->first) == layer;
+}
+
+void LoraSet::apply(const std::vector<Update>& updates, float* y, const float* x, int64_t n_tokens) {
   if (updates.empty()) return;
   std::vector<float> ax, bax, scratch;
   for (const Update& u : updates) {

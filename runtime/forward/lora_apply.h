@@ -10,9 +10,11 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "formats/lora_adapter.h"
@@ -20,7 +22,8 @@
 
 namespace temper::forward {
 
-// The projections an adapter can sit on (PEFT targets q_proj ... down_proj).
+// The projections an adapter can sit on (PEFT targets q_proj ... down_proj); gate/up/down also
+// name an expert's projections (LoraTarget::tensor.expert >= 0: Qwen 3 MoE's per-expert weights).
 enum class LoraSlot : uint8_t { kQ, kK, kV, kO, kGate, kUp, kDown };
 constexpr int kNumLoraSlots = 7;
 
@@ -60,6 +63,9 @@ class LoraSet {
 
   // y (T, N) += Σ over the adapters on (layer, slot) of m · s · (x·Aᵀ)·Bᵀ, x (T, K).
   void add(float* y, const float* x, int layer, LoraSlot slot, int64_t n_tokens) const;
+  // The same for expert `expert`'s gate/up/down projection of `layer` (x: its routed rows).
+  void add_expert(float* y, const float* x, int layer, int expert, LoraSlot slot, int64_t n_tokens) const;
+  bool has_expert_adapters(int layer) const;
 
  private:
   struct Update {
@@ -67,7 +73,9 @@ class LoraSet {
     float scale = 0;          // multiplier · adapter scale
     std::vector<float> a, b;  // (r, K), (N, r)
   };
+  static void apply(const std::vector<Update>& updates, float* y, const float* x, int64_t n_tokens);
   std::vector<std::array<std::vector<Update>, kNumLoraSlots>> layers_;
+  std::map<std::tuple<int, int, int>, std::vector<Update>> experts_;  // (layer, expert, slot)
 };
 
 // Maps the arch table's tensor roles to slots; false for roles no adapter can target.

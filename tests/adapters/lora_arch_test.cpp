@@ -27,14 +27,12 @@ class LoraArch : public ::testing::TestWithParam<const char*> {};
 // (stories260K's 5 layers use the same bound in lora_runtime_test). The adapter moves the
 // logits by far more (checked: > 100x the bound), so a missed or mis-mapped target, a wrong
 // scaling or a transposed pair is outside it.
-TEST_P(LoraArch, ImportedPeftAdapterGivesThePeftLogits) {
-  const std::string name = GetParam();
-  const test::TempDir d;
+void check_imported_peft_adapter(const std::string& name, const std::string& targets, const test::TempDir& d) {
   auto r = test::run_shell(std::string(TEMPER_PYTHON) + " " + test::source_dir() + "/scripts/tiny_models.py " +
                            d / "models --dtype f32 --only " + name);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::string model = d / ("models/" + name);
-  r = test::run_shell(py("make " + model + " " + d / "a 4 8 0 7 all"));
+  r = test::run_shell(py("make " + model + " " + d / "a 4 8 0 7 " + targets));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   r = test::run_temper("lora import " + d / "a/peft --base " + model + " -o " + d / "imported.h5");
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -70,6 +68,35 @@ TEST_P(LoraArch, ImportedPeftAdapterGivesThePeftLogits) {
                       "else 1)\" " +
                       d / "a/peft/adapter_model.safetensors " + d / "out/adapter_model.safetensors");
   EXPECT_EQ(r.exit_code, 0) << "PEFT -> temper -> PEFT changed names or values\n" << r.err;
+}
+
+TEST_P(LoraArch, ImportedPeftAdapterGivesThePeftLogits) {
+  const test::TempDir d;
+  check_imported_peft_adapter(GetParam(), "all", d);
+}
+
+// Qwen 3 MoE's per-expert projections (expert_gate/up/down, as `temper train --targets` names
+// them): applied inside each expert at inference, merged into each expert's weight, exported
+// to PEFT; a GGUF LoRA cannot hold them (llama.cpp stacks a layer's experts in one tensor), nor
+// can a GGUF base take them in a merge: both refused by name, nothing written.
+TEST(LoraArchExperts, Qwen3MoeExpertAdaptersGiveThePeftLogits) {
+  const test::TempDir d;
+  check_imported_peft_adapter("qwen3moe", "q,v,expert_gate,expert_up,expert_down", d);
+  auto r = test::run_temper("quantize " + d / "models/qwen3moe -t F32 -o " + d / "base.gguf");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = test::run_temper("lora export " + d / "imported.h5 --base " + d / "base.gguf --gguf " + d / "x.gguf");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("adapts one expert; llama.cpp's GGUF LoRA has no per-expert tensors"), std::string::npos) << r.err;
+  EXPECT_NE(test::run_shell("test -e " + d / "x.gguf").exit_code, 0);
+  r = test::run_temper("lora merge " + d / "base.gguf " + d / "imported.h5 -o " + d / "m.gguf -t Q8_0");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("cannot be merged into a GGUF base"), std::string::npos) << r.err;
+  EXPECT_NE(test::run_shell("test -e " + d / "m.gguf").exit_code, 0);
+  // On the GGUF base at inference the experts' adapters apply as on the HF base.
+  r = test::run_shell(py("logits " + d / "models/qwen3moe " + ids_csv() + " " + d / "ref2.f64 " + d / "a/peft"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto ref = read_values<double>(d / "ref2.f64");
+  EXPECT_LE(max_abs_diff(temper_logits(d / "base.gguf", {d / "imported.h5"}), ref), 1e-4 * max_abs(ref));
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryArchitecture, LoraArch, ::testing::ValuesIn(kArchs),

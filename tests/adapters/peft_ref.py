@@ -89,18 +89,22 @@ def make(model_dir, out_dir, rank, alpha, rslora, seed, targets):
     names = list(MODULES) if targets == "all" else targets.split(",")
     rng = np.random.default_rng(seed)
     tensors = {}
+    # expert_gate/up/down: every expert's own projection (Qwen 3 MoE's mlp.experts.E.*_proj).
+    modules = [m for t in names for m in
+               ([MODULES[t]] if not t.startswith("expert_") else
+                ["mlp.experts.%d.%s_proj" % (e, t[len("expert_"):]) for e in range(text.get("num_experts", 0))])]
     for layer in range(text["num_hidden_layers"]):
-        for t in names:
+        for module in modules:
             # Layers without the projection (v in Gemma 4's k_eq_v layers, K/V of KV-shared
             # layers, the dense MLP of MoE layers) have no adapter on it, as in PEFT.
-            if not w.has("layers.%d.%s.weight" % (layer, MODULES[t])):
+            if not w.has("layers.%d.%s.weight" % (layer, module)):
                 continue
-            out_f, in_f = w("layers.%d.%s.weight" % (layer, MODULES[t])).shape
-            key = prefix + "%d.%s" % (layer, MODULES[t])
+            out_f, in_f = w("layers.%d.%s.weight" % (layer, module)).shape
+            key = prefix + "%d.%s" % (layer, module)
             tensors[key + ".lora_A.weight"] = rng.uniform(-1, 1, (rank, in_f)) / math.sqrt(in_f)
             tensors[key + ".lora_B.weight"] = rng.uniform(-0.3, 0.3, (out_f, rank))
     config = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": rank, "lora_alpha": alpha,
-              "use_rslora": bool(rslora), "target_modules": [MODULES[t].split(".")[1] for t in names],
+              "use_rslora": bool(rslora), "target_modules": sorted({m.split(".")[-1] for m in modules}),
               "lora_dropout": 0.0, "bias": "none", "fan_in_fan_out": False, "use_dora": False,
               "modules_to_save": None, "init_lora_weights": True, "layers_to_transform": None,
               "rank_pattern": {}, "alpha_pattern": {}, "base_model_name_or_path": model_dir}
