@@ -60,25 +60,20 @@ World start_world() {
 #endif
 }
 
-void allreduce_sum(std::span<float> x) {
 #ifdef TEMPER_HAVE_MPI
-  if (!g_started || x.empty()) return;
-  TEMPER_CHECK(x.size() <= size_t(INT_MAX), "allreduce of ", x.size(), " values: more than MPI's int count");
-  MPI_Allreduce(MPI_IN_PLACE, x.data(), int(x.size()), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-#else
-  (void)x;
-#endif
+namespace {
+void sum_in_place(void* data, size_t n, MPI_Datatype type) {
+  if (!g_started || n == 0) return;
+  TEMPER_CHECK(n <= size_t(INT_MAX), "allreduce of ", n, " values: more than MPI's int count");
+  MPI_Allreduce(MPI_IN_PLACE, data, int(n), type, MPI_SUM, MPI_COMM_WORLD);
 }
-
-void allreduce_sum(std::span<double> x) {
-#ifdef TEMPER_HAVE_MPI
-  if (!g_started || x.empty()) return;
-  TEMPER_CHECK(x.size() <= size_t(INT_MAX), "allreduce of ", x.size(), " values: more than MPI's int count");
-  MPI_Allreduce(MPI_IN_PLACE, x.data(), int(x.size()), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+}  // namespace
+void allreduce_sum(std::span<float> x) { sum_in_place(x.data(), x.size(), MPI_FLOAT); }
+void allreduce_sum(std::span<double> x) { sum_in_place(x.data(), x.size(), MPI_DOUBLE); }
 #else
-  (void)x;
+void allreduce_sum(std::span<float>) {}
+void allreduce_sum(std::span<double>) {}
 #endif
-}
 
 void abort_world(const World& world, const std::string& message) {
   if (!world.root()) std::this_thread::sleep_for(std::chrono::seconds(2));

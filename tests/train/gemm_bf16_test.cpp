@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "grad_check.h"
+#include "stored_matrix.h"
 #include "quant/quant.h"
 #include "train/gemm_bf16.h"
 
@@ -48,23 +49,10 @@ double rounding_bound(int64_t K, double magnitude) {
 
 double bf16(double v) { return double(bf16_to_f32(f32_to_bf16(float(v)))); }
 
-// A (rows, cols) weight matrix stored as `type`, its exact dequantised values, and those
-// values rounded to bf16.
-struct StoredMatrix {
-  std::vector<uint8_t> bytes;
-  forward::Matrix m;
-  std::vector<double> values, rounded;
-  StoredMatrix(DType type, int64_t rows, int64_t cols, uint32_t seed) {
-    const auto f = to_f32(randn_f32(size_t(rows * cols), seed, 0.5));
-    const size_t rb = quant::row_bytes(type, cols);
-    bytes.resize(rb * size_t(rows));
-    quant::quantize_rows(type, f.data(), bytes.data(), rows, cols, nullptr);
-    m = {bytes.data(), type, rows, cols, rb};
-    std::vector<float> row(static_cast<size_t>(cols));
-    for (int64_t r = 0; r < rows; ++r) {
-      quant::dequantize_row(type, m.row(r), row.data(), cols);
-      values.insert(values.end(), row.begin(), row.end());
-    }
+// A stored weight matrix (stored_matrix.h) with its exact values also rounded to bf16.
+struct StoredMatrix : test::StoredMatrix {
+  std::vector<double> rounded;
+  StoredMatrix(DType type, int64_t rows, int64_t cols, uint32_t seed) : test::StoredMatrix(type, rows, cols, seed) {
     for (double v : values) rounded.push_back(bf16(v));
   }
 };

@@ -9,6 +9,7 @@
 #include "forward/layers.h"
 #include "forward/matmul.h"
 #include "grad_check.h"
+#include "stored_matrix.h"
 #include "quant/quant.h"
 #include "train/kernels.h"
 #include "train/ref/backward_scalar.h"
@@ -22,24 +23,7 @@ using test::max_abs;
 using test::randn_f32;
 using test::to_f32;
 
-// A (rows, cols) weight matrix stored as `type`, and its exact dequantised values in double.
-struct StoredMatrix {
-  std::vector<uint8_t> bytes;
-  forward::Matrix m;
-  std::vector<double> values;
-  StoredMatrix(DType type, int64_t rows, int64_t cols, uint32_t seed) {
-    const auto f = to_f32(randn_f32(size_t(rows * cols), seed, 0.5));
-    const size_t rb = quant::row_bytes(type, cols);
-    bytes.resize(rb * rows);
-    quant::quantize_rows(type, f.data(), bytes.data(), rows, cols, nullptr);
-    m = {bytes.data(), type, rows, cols, rb};
-    std::vector<float> row(static_cast<size_t>(cols));
-    for (int64_t r = 0; r < rows; ++r) {
-      quant::dequantize_row(type, m.row(r), row.data(), cols);
-      values.insert(values.end(), row.begin(), row.end());
-    }
-  }
-};
+using test::StoredMatrix;
 
 std::vector<double> abs_of(std::vector<double> v) {
   for (auto& x : v) x = std::fabs(x);

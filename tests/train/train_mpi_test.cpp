@@ -40,6 +40,11 @@ std::string train_args(const std::string& data, const std::string& out, int step
          " --seq 24 --precision f32 --json";
 }
 
+std::string write_data(const test::TempDir& dir) {
+  test::write_file(dir / "data.jsonl", test::story_jsonl(9));
+  return dir / "data.jsonl";
+}
+
 std::vector<double> losses(const std::string& json_lines) {
   std::vector<double> out;
   size_t at = 0;
@@ -78,8 +83,7 @@ constexpr double kLossRel = 1e-5, kAdapterRel = 1e-4;
 TEST(TrainMpi, TwoRanksTrainWhatOneProcessTrains) {
   REQUIRE_MPIRUN();
   const test::TempDir dir;
-  test::write_file(dir / "data.jsonl", test::story_jsonl(9));
-  const std::string data = dir / "data.jsonl";
+  const std::string data = write_data(dir);
   auto one = test::run_temper("--threads 1 " + train_args(data, dir / "one.h5", 12));
   ASSERT_EQ(one.exit_code, 0) << one.err;
   auto two = test::run_shell(kMpirun + test::build_dir() + "/temper " + train_args(data, dir / "two.h5", 12));
@@ -124,8 +128,7 @@ std::pair<int, long> kill_run(const test::TempDir& dir, const std::string& launc
 TEST(TrainMpi, ResumesAcrossRankCountsAndAKilledRankEndsTheJob) {
   REQUIRE_MPIRUN();
   const test::TempDir dir;
-  test::write_file(dir / "data.jsonl", test::story_jsonl(9));
-  const std::string data = dir / "data.jsonl";
+  const std::string data = write_data(dir);
   auto full = test::run_temper("--threads 1 " + train_args(data, dir / "full.h5", 40));
   ASSERT_EQ(full.exit_code, 0) << full.err;
 
