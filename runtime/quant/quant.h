@@ -15,10 +15,6 @@ bool supports(DType t);
 // Bytes of one row of n_per_row elements; throws Error if n_per_row is not a whole number of blocks.
 size_t row_bytes(DType t, int64_t n_per_row);
 
-// None of the supported types needs an imatrix (ggml_quantize_requires_imatrix is true only for
-// IQ2_XXS, IQ2_XS and IQ1_S, which temper does not produce).
-inline bool requires_imatrix(DType) { return false; }
-
 // Quantizes n_rows rows of n_per_row floats into dst (n_rows * row_bytes bytes) and returns the
 // byte count. imatrix holds n_per_row importance weights shared by all rows, or is null; like
 // ggml_quantize_chunk it selects the importance-weighted search (Q8_0 and the float types ignore
