@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "forward/layers.h"
+#include "train/gemm_bf16.h"
 #include "train/kernels.h"
 
 namespace temper::train {
@@ -52,6 +53,22 @@ double measure_sgemm_rate(int64_t m, int64_t k, int64_t n) {
                 int(k), b.data(), int(k), 0.0f, c.data(), int(n));
   };
   return 2.0 * double(m) * double(k) * double(n) / seconds_per_run(run);
+}
+
+// bf16 GEMM FLOP/s (gemm_bf16.h) on the same shape, W stored as bf16 as a bf16 base is: the
+// projections' mix of two forward products (loss, recomputation) per input-gradient product.
+double measure_bf16_rate(int64_t m, int64_t k, int64_t n) {
+  std::vector<float> a(size_t(m * k), 0.5f), c(size_t(m * n), 0.125f);
+  std::vector<uint16_t> b(size_t(n * k), 0x3e80);  // bf16 0.25
+  const forward::Matrix w{reinterpret_cast<const uint8_t*>(b.data()), DType::kBF16, n, k,
+                          size_t(k) * sizeof(uint16_t)};
+  Bf16Scratch scratch;
+  const auto run = [&] {
+    matmul_forward_bf16(c.data(), a.data(), w, m, n, scratch);
+    matmul_forward_bf16(c.data(), a.data(), w, m, n, scratch);
+    matmul_backward_bf16(a.data(), c.data(), n, w, m, /*accumulate=*/false, scratch);
+  };
+  return 3 * 2.0 * double(m) * double(k) * double(n) / seconds_per_run(run);
 }
 
 // Seconds for one layer's attention of one `t`-token example as a step runs it: the forward
@@ -135,9 +152,12 @@ TrainCost estimate_train_cost(const ModelConfig& cfg, const TensorSource& base,
   // Per token: projections forward twice (loss, recomputation) and their input gradient (2
   // FLOPs per weight each), the output projection forward and backward once, attention.
   c.flops_per_step = double(c.tokens_per_step) * (3 * 2 * proj_params + 2 * 2 * H * V + attn_flops);
-  const double matmul_flops = double(c.tokens_per_step) * (3 * 2 * proj_params + 2 * 2 * H * V);
-  c.flops_per_s = measure_sgemm_rate(int64_t(std::min(n, 512.0)), int64_t(H),
-                                     int64_t(std::max(ff, H)));
+  const double proj_flops = double(c.tokens_per_step) * 3 * 2 * proj_params,
+               head_flops = double(c.tokens_per_step) * 2 * 2 * H * V;
+  const int64_t m = int64_t(std::min(n, 512.0)), wide = int64_t(std::max(ff, H));
+  c.flops_per_s = measure_sgemm_rate(m, int64_t(H), wide);
+  c.proj_flops_per_s = lora.config().precision == Precision::kBf16 ? measure_bf16_rate(m, int64_t(H), wide)
+                                                                   : c.flops_per_s;
   // Attention runs its own kernels, far below sgemm's rate at small head sizes: timed on a
   // shorter example where --seq is long, scaled by the context (cost ∝ tokens × context).
   const int64_t t = std::min<int64_t>(seq, 512);
@@ -145,7 +165,7 @@ TrainCost estimate_train_cost(const ModelConfig& cfg, const TensorSource& base,
                            : measure_attention_seconds(cfg.layers[0], t) * double(seq) / double(t) *
                                  double(seq) / double(t);
   c.attention_seconds = per_example * L * double(batch) * grad_accum;
-  c.seconds_per_step = matmul_flops / c.flops_per_s + c.attention_seconds;
+  c.seconds_per_step = proj_flops / c.proj_flops_per_s + head_flops / c.flops_per_s + c.attention_seconds;
   c.recompute_matmul_flops = double(c.tokens_per_step) * 2 * proj_params;
   c.recompute_attention_flops = double(c.tokens_per_step) * attn_flops / 4;
   return c;
@@ -157,7 +177,7 @@ TrainCost without_recompute(TrainCost c) {
   c.activation_bytes += c.kept_bytes;
   c.peak_rss_bytes += c.kept_bytes;
   // The recomputed projections at the measured sgemm rate, attention's share as timed.
-  c.seconds_per_step -= c.recompute_matmul_flops / c.flops_per_s + c.attention_seconds / 4;
+  c.seconds_per_step -= c.recompute_matmul_flops / c.proj_flops_per_s + c.attention_seconds / 4;
   c.flops_per_step -= c.recompute_matmul_flops + c.recompute_attention_flops;
   return c;
 }
@@ -197,8 +217,9 @@ std::string describe_cost(const TrainCost& c) {
              ", scratch ", human_bytes(c.scratch_bytes), ", adapters + AdamW ",
              human_bytes(c.adapter_bytes), ", process ", human_bytes(c.process_bytes), ")\n",
              "estimated time per step: ", seconds_text(c.seconds_per_step), " (",
-             c.flops_per_step / 1e9, " GFLOP: products at ", c.flops_per_s / 1e9,
-             " GFLOP/s measured for this shape, attention ", seconds_text(c.attention_seconds),
+             c.flops_per_step / 1e9, " GFLOP: projections at ", c.proj_flops_per_s / 1e9,
+             " GFLOP/s", c.proj_flops_per_s != c.flops_per_s ? " (bf16)" : "", " and the output head at ",
+             c.flops_per_s / 1e9, " GFLOP/s measured for this shape, attention ", seconds_text(c.attention_seconds),
              " timed; ", c.tokens_per_step, " tokens per step, ",
              std::lround(double(c.tokens_per_step) / c.seconds_per_step), " tokens/s)\n");
 }

@@ -23,9 +23,10 @@ struct TrainCost {
          adapter_bytes = 0;
   double peak_rss_bytes = 0;    // the sum of the above
   double flops_per_step = 0;
-  double flops_per_s = 0;       // measured sgemm rate on the model's shape
+  double flops_per_s = 0;       // measured sgemm rate on the model's shape (the output head)
+  double proj_flops_per_s = 0;  // the projections' rate: bf16 GEMM's with --precision bf16
   double attention_seconds = 0; // per step, from timing the attention kernels on this shape
-  double seconds_per_step = 0;  // products' FLOPs / flops_per_s + attention_seconds
+  double seconds_per_step = 0;  // products' FLOPs at those rates + attention_seconds
   // The above are with activation recomputation. Without it (LoraModel::set_recompute): every
   // layer's activations kept (kept_bytes more), the layers' forward run once instead of twice
   // (the recomputed projections' and attention's FLOPs less; attention's forward is 1 of its 4
