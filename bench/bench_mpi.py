@@ -94,10 +94,12 @@ def main():
     g = adapter_bytes(os.path.join(a.work, "n1.h5"))
     c = t1 / 4  # seconds per example with the whole machine
     load = os.getloadavg()
-    print(f"bench_mpi: {a.model}, seq {a.seq}, 4 examples per step, {cores} cores, load {load[0]:.2f}")
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    print(f"bench_mpi: {cpu}, {a.model}, seq {a.seq}, 4 examples per step, {cores} cores, load {load[0]:.2f}")
     print(f"  N=1 ({cores} threads): {t1:.3f} s/step")
     print(f"  N=2 (mpirun, 1 thread each): {t2:.3f} s/step, allreduce {reduce2 * 1e3:.2f} ms/step "
           f"(gradients {g / 2**20:.1f} MiB)")
+    print(f"  N=2 / N=1 speed: {t1 / t2:.2f}x (same run, same machine)")
     table = {}
     for batch in (64, 256):
         print(f"  model: steps/s for a global batch of {batch} examples on M machines like this one")
