@@ -55,6 +55,13 @@ Json report_json(const QuantizeReport& r, bool with_tensors) {
             {"fallbacks", r.n_fallback}, {"warnings", r.warnings}, {"seconds", r.seconds}};
   if (!r.modelfile.empty()) j["modelfile"] = r.modelfile;
   if (r.qat.checked) j["qat"] = qat_json(r.qat);
+  if (r.calib_tensors > 0) {
+    Json t = Json::object();
+    for (const auto& row : r.tensors)
+      if (row.calib_error >= 0) t[row.name] = {{"error", row.calib_error}, {"error_plain", row.calib_error_plain}};
+    j["calibration"] = {{"ctx", r.calib_ctx}, {"chunks", r.calib_chunks}, {"tensors", r.calib_tensors},
+                        {"gptq_kept", r.calib_gptq}, {"errors", t}};
+  }
   if (with_tensors) {
     j["tensors"] = Json::array();
     for (const auto& t : r.tensors)
@@ -86,6 +93,18 @@ void add_quantize_command(CLI::App& app) {
   cmd->add_option("--token-embedding-type", o->token_embedding_type, "Type of token_embd.weight");
   cmd->add_option("--tensor-type", o->tensor_types, "REGEX=TYPE override; repeatable; first match wins");
   cmd->add_option("--imatrix", o->imatrix, "Importance matrix from llama-imatrix (.gguf or legacy .dat)");
+  cmd->add_option("--calibrate", o->calibrate.data,
+                  "Tune the rounding on this text (or chat .jsonl, rendered with the model's template): GPTQ "
+                  "block by block on the quantized model's own activations; standard ggml blocks");
+  cmd->add_option("--calib-tokens", o->calibrate.tokens, "Calibration tokens (whole chunks)")->capture_default_str();
+  cmd->add_option("--calib-ctx", o->calibrate.ctx, "Calibration chunk length (each starts with BOS)")
+      ->capture_default_str();
+  cmd->add_option("--iters", o->calibrate.iters, "GPTQ passes per matrix (>1: block scales re-chosen)")
+      ->capture_default_str();
+  cmd->add_option("--seed", o->calibrate.seed, "Which chunks of a longer text calibrate (0: the first ones)")
+      ->capture_default_str();
+  cmd->add_option("--calib-dump", o->calibrate.dump_dir, "Write each matrix group's input moments H (.npy) here")
+      ->group("");
   cmd->add_flag_function("--no-qat-detect", [o](int64_t) { o->qat_detect = false; },
                 "Do not measure whether weights lie on a Q4_0 lattice (a checkpoint trained for Q4_0)");
   cmd->add_flag("--json", *json, "Print the report as JSON on stdout");
@@ -106,6 +125,9 @@ void add_quantize_command(CLI::App& app) {
       std::snprintf(bpw, sizeof bpw, "%.2f", r.bits_per_weight());
       info("wrote ", r.output, ": ", r.file_type, ", ", human_bytes(double(r.bytes)), ", ", bpw, " bits per weight, in ",
            human_duration(r.seconds));
+      if (r.calib_tensors > 0)
+        info("calibrated ", r.calib_tensors, " tensors on ", r.calib_chunks, " chunks of ", r.calib_ctx, " tokens (GPTQ kept for ",
+             r.calib_gptq, ", ggml's imatrix rounding for the rest)");
       if (!r.modelfile.empty()) info("wrote ", r.modelfile, " (import: ollama create NAME -f ", r.modelfile, ")");
     }
   });

@@ -17,6 +17,8 @@
 #include "core/log.h"
 #include "formats/gguf.h"
 #include "quant/quant.h"
+#include "model/arch/common.h"
+#include "quantize/calibrate.h"
 #include "quantize/gguf_metadata.h"
 #include "quantize/gguf_plan.h"
 #include "quantize/imatrix.h"
@@ -140,6 +142,44 @@ void check_imatrix_fits(const Imatrix& im, const std::vector<GgufTensorPlan>& pl
                            "): they are quantized without importance weights"));
 }
 
+// --calibrate: every tensor the recipe quantizes to a block type is tuned on the calibration
+// data (quantize/calibrate.h); the result's bytes replace ggml's rounding when written.
+CalibrationResult calibrate_tensors(const QuantizeOptions& o, const OpenedModel& model,
+                                    const std::vector<GgufTensorPlan>& plans, const std::vector<TypeChoice>& choices,
+                                    QuantizeReport& report) {
+  std::map<std::string, DType> types;
+  for (size_t i = 0; i < plans.size(); ++i)
+    if (choices[i].quantized && dtype_traits(choices[i].type).block_elems > 1) types[plans[i].name] = choices[i].type;
+  TEMPER_CHECK(!types.empty(), "--calibrate: ", report.file_type,
+               " quantizes no tensor to a block type, so there is nothing to tune; choose a quantized type");
+  CalibrationResult r = calibrate_model(model, types, o.calibrate);
+  report.calib_ctx = r.ctx;
+  report.calib_chunks = r.chunks;
+  for (auto& row : report.tensors) {
+    auto it = r.tensors.find(row.name);
+    if (it == r.tensors.end()) continue;
+    row.calib_error = it->second.used_gptq ? it->second.error_gptq : it->second.error_plain;
+    row.calib_error_plain = it->second.error_plain;
+    ++report.calib_tensors;
+    report.calib_gptq += it->second.used_gptq;
+  }
+  return r;
+}
+
+// Tuned bytes are in the model's row order; a Llama q/k tensor's GGUF rows are permuted
+// (kPermuteRopeQ/K), and the rows of a block type are independent, so the rows move whole.
+std::vector<uint8_t> rows_in_gguf_order(const GgufTensorPlan& p, const CalibratedTensor& t, bool gguf_input) {
+  if (gguf_input || p.permute_heads == 0) return t.bytes;
+  const int64_t n = p.n_rows();
+  const size_t rb = t.bytes.size() / size_t(n);
+  std::vector<float> from(static_cast<size_t>(n));
+  for (int64_t r = 0; r < n; ++r) from[size_t(r)] = float(r);  // exact below 2^24 rows
+  arch::permute_rope_rows(from.data(), n, 1, p.permute_heads);
+  std::vector<uint8_t> out(t.bytes.size());
+  for (int64_t r = 0; r < n; ++r) std::copy_n(&t.bytes[size_t(from[size_t(r)]) * rb], rb, &out[size_t(r) * rb]);
+  return out;
+}
+
 }  // namespace
 
 QuantizeReport quantize_model(const QuantizeOptions& o) {
@@ -159,6 +199,11 @@ QuantizeReport quantize_model(const QuantizeOptions& o) {
   if (!o.imatrix.empty()) {
     imatrix = load_imatrix(o.imatrix);
     popts.has_imatrix = true;
+  }
+  const bool calibrating = !o.calibrate.data.empty();
+  if (calibrating) {
+    TEMPER_CHECK(o.imatrix.empty(), "--calibrate collects its own importance weights; drop --imatrix");
+    popts.has_imatrix = true;  // llama.cpp's imatrix-aware type choices: the size of an --imatrix file
   }
 
   // The source and its plan.
@@ -199,7 +244,6 @@ QuantizeReport quantize_model(const QuantizeOptions& o) {
   const TensorSource& src = gguf ? static_cast<const TensorSource&>(*gguf) : *model.tensors;
 
   std::vector<PolicyTensor> pts;
-  for (const auto& p : plans) pts.push_back({p.name, p.base_type, p.ne});
   auto choices = choose_tensor_types(pm, popts, pts);
   ScratchBuffer<float> rows_buffer;
   QatDetection qat;
@@ -244,6 +288,14 @@ QuantizeReport quantize_model(const QuantizeOptions& o) {
     return &it->second;
   };
 
+  CalibrationResult calib;
+  if (calibrating) {
+    { AtomicOutput probe(o.output, o.overwrite, inputs); }  // an unwritable output should not cost a calibration
+    OpenedModel opened_gguf;
+    if (!model.tensors) opened_gguf = open_model(o.input);
+    calib = calibrate_tensors(o, model.tensors ? model : opened_gguf, plans, choices, report);
+  }
+
   AtomicOutput out(o.output, o.overwrite, inputs);
   GgufWriter writer(out);
   for (auto& [key, value] : kvs) writer.add(key, value);
@@ -252,6 +304,11 @@ QuantizeReport quantize_model(const QuantizeOptions& o) {
     if (!imatrix.dataset.empty()) writer.add_string("quantize.imatrix.dataset", imatrix.dataset);
     writer.add_u32("quantize.imatrix.entries_count", uint32_t(imatrix.entries.size()));
     writer.add_u32("quantize.imatrix.chunks_count", imatrix.chunks);
+  }
+  if (calibrating) {
+    writer.add_string("temper.calibrate.dataset", o.calibrate.data);
+    writer.add_u32("temper.calibrate.tokens", uint32_t(int64_t(calib.chunks) * calib.ctx));
+    writer.add_string("temper.calibrate.method", "gptq");
   }
   for (size_t i = 0; i < plans.size(); ++i) writer.add_tensor_ne(plans[i].name, choices[i].type, plans[i].ne);
   writer.write_header();
@@ -265,6 +322,12 @@ QuantizeReport quantize_model(const QuantizeOptions& o) {
     const bool exact = t == DType::kQ4_0 && !qat.tensors.empty() && qat.tensors[i].detected();
     const DType storage = exact ? storage_dtype(src, p) : DType::kF32;
     TEMPER_CHECK(!p.ne.empty() && p.ne[0] > 0, o.input, ": tensor '", escaped(p.name), "' is empty");
+    if (auto it = calib.tensors.find(p.name); it != calib.tensors.end()) {
+      TEMPER_CHECK(it->second.type == t, "--calibrate: '", p.name, "' was tuned as ", dtype_name(it->second.type));
+      writer.write_tensor_data(p.name, rows_in_gguf_order(p, it->second, gguf != nullptr));
+      progress.add(uint64_t(p.n_rows() * p.ne[0]) * 4);
+      continue;
+    }
     const int64_t slab_rows = std::max<int64_t>(1, kSlabFloats / p.ne[0]);
     for_each_slab(src, p, slab_rows, [&](const float* rows, int64_t first, int64_t n, int expert) {
       check_finite(rows, n * p.ne[0], first * p.ne[0], o.input, p.name);

@@ -8,6 +8,7 @@
 
 #include "core/dtype.h"
 #include "formats/bits_per_weight.h"
+#include "quantize/calibrate.h"
 
 namespace CLI {
 class App;
@@ -31,6 +32,7 @@ struct QuantizeOptions {
   std::vector<std::string> tensor_types;      // "REGEX=TYPE", first match wins
   std::string imatrix;                        // llama.cpp importance matrix (.gguf or .dat)
   bool qat_detect = true;                     // measure Q4_0 lattices (quantize/qat.h)
+  CalibrateOptions calibrate;                 // --calibrate DATA: tuned rounding (quantize/calibrate.h)
 };
 
 // What the Q4_0-lattice measurement found (quantize/qat.h).
@@ -48,6 +50,7 @@ struct QuantizedTensorRow {
   DType type, base_type;
   uint64_t bytes;
   std::string note;
+  double calib_error = -1, calib_error_plain = -1;  // --calibrate: tr((W-Q)H(W-Q)ᵀ)/rows, tuned and plain
 };
 
 struct QuantizeReport {
@@ -57,6 +60,8 @@ struct QuantizeReport {
   int n_fallback = 0;
   std::vector<std::string> warnings;
   QatSummary qat;
+  int calib_tensors = 0, calib_gptq = 0;  // --calibrate: tensors tuned, and of those kept from GPTQ
+  int calib_ctx = 0, calib_chunks = 0;
   double seconds = 0;
   double bits_per_weight() const { return temper::bits_per_weight(bytes, n_params); }  // bytes: tensors only
 };
