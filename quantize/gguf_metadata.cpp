@@ -1,6 +1,7 @@
 // GGUF metadata of a model in the order llama.cpp's converter writes it: general.* (gguf-py
 // metadata.py Metadata + ModelBase.prepare_metadata), the architecture's set_gguf_parameters
-// (gguf_arch_kv.cpp), general.quantization_version, then set_vocab (tokenizer_kv.cpp).
+// (ArchSpec::gguf_write in runtime/model/arch/<id>.cpp), general.quantization_version, then
+// set_vocab (also the arch file's, built from runtime/model/gguf_vocab.cpp).
 #include "quantize/gguf_metadata.h"
 
 #include <algorithm>
@@ -11,98 +12,9 @@
 #include <set>
 
 #include "core/error.h"
-#include "quantize/gguf_metadata_internal.h"
+#include "model/gguf_kv.h"
 
 namespace temper {
-namespace gguf_meta {
-
-void KvList::set(const std::string& key, GgufValue v) {
-  if (auto it = index_.find(key); it != index_.end()) {
-    items_[it->second].second = std::move(v);
-    return;
-  }
-  index_.emplace(key, items_.size());
-  items_.emplace_back(key, std::move(v));
-}
-
-void KvList::remove(const std::string& key) {
-  auto it = index_.find(key);
-  if (it == index_.end()) return;
-  items_.erase(items_.begin() + long(it->second));
-  index_.clear();
-  for (size_t i = 0; i < items_.size(); ++i) index_.emplace(items_[i].first, i);
-}
-
-GgufKvList KvList::take() {
-  index_.clear();
-  return std::move(items_);
-}
-
-bool truthy(const Json& v) {
-  if (v.is_null()) return false;
-  if (v.is_boolean()) return v.get<bool>();
-  if (v.is_number_integer()) return v.get<int64_t>() != 0;
-  if (v.is_number_float()) return v.get<double>() != 0.0;
-  if (v.is_string() || v.is_array() || v.is_object()) return !v.empty();
-  return true;
-}
-
-GgufValue u32_of(const Json& v, std::string_view what) {
-  TEMPER_CHECK(v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() <= int64_t(UINT32_MAX), "config key '",
-               what, "': expected an unsigned 32-bit integer, got ", v.dump());
-  return GgufValue::scalar<uint32_t>(uint32_t(v.get<int64_t>()));
-}
-
-GgufValue i32_of(const Json& v, std::string_view what) {
-  TEMPER_CHECK(v.is_number_integer() && v.get<int64_t>() >= INT32_MIN && v.get<int64_t>() <= INT32_MAX, "key '", what,
-               "': expected a 32-bit integer, got ", v.dump());
-  return GgufValue::scalar<int32_t>(int32_t(v.get<int64_t>()));
-}
-
-GgufValue f32_of(const Json& v, std::string_view what) {
-  TEMPER_CHECK(v.is_number(), "key '", what, "': expected a number, got ", v.dump());
-  return GgufValue::scalar<float>(float(v.get<double>()));
-}
-
-GgufValue str_of(const Json& v, std::string_view what) {
-  TEMPER_CHECK(v.is_string(), "key '", what, "': expected a string, got ", v.dump());
-  return GgufValue::string(v.get<std::string>());
-}
-
-GgufValue u32_or_array_of(const Json& v, std::string_view what) {
-  if (!v.is_array()) return u32_of(v, what);
-  TEMPER_CHECK(!v.empty(), "config key '", what, "': empty list");
-  std::vector<int32_t> out;
-  for (const Json& e : v) out.push_back(i32_of(e, what).as<int32_t>());
-  return GgufValue::array<int32_t>(out);
-}
-
-Hparams::Hparams(const std::string& config_json, std::string source) : source_(std::move(source)) {
-  raw_ = parse_json(config_json, source_);
-  TEMPER_CHECK(raw_.is_object(), source_, ": expected a JSON object at the top level");
-  flat_ = raw_;
-  if (auto tc = raw_.find("text_config"); tc != raw_.end() && tc->is_object())
-    for (auto it = tc->begin(); it != tc->end(); ++it) flat_[it.key()] = *it;
-}
-
-const Json* Hparams::find(std::initializer_list<std::string_view> keys) const {
-  for (std::string_view k : keys)
-    if (auto it = flat_.find(k); it != flat_.end()) return &*it;
-  return nullptr;
-}
-
-const Json* Hparams::get(std::string_view key) const {
-  auto it = flat_.find(key);
-  return it == flat_.end() || it->is_null() ? nullptr : &*it;
-}
-
-const Json& Hparams::at(std::string_view key) const {
-  auto it = flat_.find(key);
-  TEMPER_CHECK(it != flat_.end(), source_, ": missing key '", key, "'");
-  return *it;
-}
-
-}  // namespace gguf_meta
 
 namespace {
 using gguf_meta::Hparams;
@@ -388,31 +300,32 @@ Json rope_parameters_of(const Hparams& hp) {
   return rp;
 }
 
-const gguf_meta::ArchKv& arch_kv_of(const ModelDescription& desc) {
-  TEMPER_CHECK(desc.arch, "model description has no architecture");
-  return gguf_meta::find_arch_kv(desc.arch->id);
+const ArchSpec& arch_of(const ModelDescription& desc) {
+  TEMPER_CHECK(desc.arch && desc.arch->gguf_write.parameters && desc.arch->gguf_write.vocab,
+               "GGUF export: architecture '", desc.arch ? desc.arch->id : "?", "' has no GGUF metadata rules");
+  return *desc.arch;
 }
 
 }  // namespace
 
 GgufKvList gguf_model_metadata(const ModelDescription& desc, FileType ftype) {
-  const auto& arch_kv = arch_kv_of(desc);
+  const ArchSpec& arch = arch_of(desc);
   const Hparams hp(desc.config_json, cat(desc.provenance.source.empty() ? "" : desc.provenance.source + "/", "config.json"));
   KvList kv;
-  gguf_meta::ArchKvContext c{desc, hp, rope_parameters_of(hp), std::string(desc.arch->gguf_arch), ftype, kv};
+  gguf_meta::ArchKvContext c{desc, hp, rope_parameters_of(hp), std::string(arch.gguf_arch), uint32_t(ftype), kv};
   add_general(kv, desc, hp, c.arch);
-  arch_kv.set_parameters(c);
+  arch.gguf_write.parameters(c);
   kv.set("general.quantization_version", GgufValue::scalar<uint32_t>(2));  // GGML_QUANT_VERSION
-  arch_kv.set_vocab(c);
+  arch.gguf_write.vocab(c);
   return kv.take();
 }
 
 GgufKvList gguf_tokenizer_metadata(const ModelDescription& desc) {
-  const auto& arch_kv = arch_kv_of(desc);
+  const ArchSpec& arch = arch_of(desc);
   const Hparams hp(desc.config_json, "config.json");
   KvList kv;
-  gguf_meta::ArchKvContext c{desc, hp, rope_parameters_of(hp), std::string(desc.arch->gguf_arch), FileType::kF32, kv};
-  arch_kv.set_vocab(c);
+  gguf_meta::ArchKvContext c{desc, hp, rope_parameters_of(hp), std::string(arch.gguf_arch), uint32_t(FileType::kF32), kv};
+  arch.gguf_write.vocab(c);
   GgufKvList all = kv.take();
   GgufKvList out;
   for (auto& [k, v] : all)

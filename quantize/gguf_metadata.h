@@ -8,12 +8,11 @@
 #include <vector>
 
 #include "formats/gguf.h"
+#include "model/gguf_kv.h"
 #include "model/model_desc.h"
 #include "quantize/policy.h"
 
 namespace temper {
-
-using GgufKvList = std::vector<std::pair<std::string, GgufValue>>;
 
 // All metadata for a model file of type `ftype`, in the converter's order, including
 // general.file_type and general.quantization_version. Throws Error naming the config key or

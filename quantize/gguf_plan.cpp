@@ -83,7 +83,7 @@ void apply_transform(const GgufTensorPlan& plan, float* rows, int64_t n_rows) {
 // The loader's order (layer, then name): llama-quantize's mix counters and its output follow it.
 std::vector<GgufTensorPlan> in_llama_order(std::vector<GgufTensorPlan> plans) {
   std::vector<PolicyTensor> order;
-  for (const auto& p : plans) order.push_back({p.name, p.base_type, p.ne});
+  for (const auto& p : plans) order.push_back({p.name, p.base_type, p.ne, p.quant_class});
   sort_llama_order(order);
   std::map<std::string, GgufTensorPlan*> index;
   for (auto& p : plans) index[p.name] = &p;
@@ -123,6 +123,7 @@ std::vector<GgufTensorPlan> plan_gguf_tensors(const OpenedModel& model) {
     if (p.ne.empty()) p.ne = {1};
     p.base_type = converter_keeps_f32(p.name, p.ne.size()) ? DType::kF32 : src->dtype;
     p.transform = e.spec->to_gguf;
+    p.quant_class = e.spec->quant_class;
     if (p.transform == GgufTransform::kPermuteRopeQ) p.permute_heads = cfg.layers[size_t(e.layer)].n_head;
     if (p.transform == GgufTransform::kPermuteRopeK) p.permute_heads = cfg.layers[size_t(e.layer)].n_head_kv;
     p.parts.push_back(src->name);
@@ -134,13 +135,18 @@ std::vector<GgufTensorPlan> plan_gguf_tensors(const OpenedModel& model) {
     p.name = "rope_freqs.weight";
     p.ne = {int64_t(freqs.size())};
     p.base_type = DType::kF32;
+    p.quant_class = QuantClass::kKeepF32;
     p.generated = std::move(freqs);
     plans.push_back(std::move(p));
   }
   return in_llama_order(std::move(plans));
 }
 
-std::vector<GgufTensorPlan> plan_from_gguf(const TensorSource& gguf) {
+std::vector<GgufTensorPlan> plan_from_gguf(const GgufFile& gguf) {
+  const std::string& arch_name = gguf.get_string("general.architecture");
+  const ArchSpec* arch = find_arch_by_gguf_name(arch_name);
+  TEMPER_CHECK(arch, gguf.path(), ": general.architecture '", escaped(arch_name),
+               "' has no tensor table in temper, so its tensors' quantization categories are unknown");
   std::vector<GgufTensorPlan> plans;
   for (const auto& t : gguf.tensors()) {
     GgufTensorPlan p;
@@ -148,6 +154,7 @@ std::vector<GgufTensorPlan> plan_from_gguf(const TensorSource& gguf) {
     p.ne = reversed(t.shape);
     p.base_type = t.dtype;
     p.parts = {t.name};
+    if (const TensorSpec* spec = find_tensor_spec_by_gguf_name(*arch, t.name)) p.quant_class = spec->quant_class;
     plans.push_back(std::move(p));
   }
   return in_llama_order(std::move(plans));

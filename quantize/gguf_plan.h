@@ -8,6 +8,7 @@
 
 #include "core/dtype.h"
 #include "core/scratch.h"
+#include "formats/gguf.h"
 #include "model/arch.h"
 #include "model/open_model.h"
 
@@ -18,6 +19,7 @@ struct GgufTensorPlan {
   std::vector<int64_t> ne;             // ggml order (ne[0] = row length)
   DType base_type;                     // type in llama.cpp's unquantized conversion (see below)
   GgufTransform transform = GgufTransform::kNone;
+  QuantClass quant_class = QuantClass::kOther;  // from the arch's tensor table (TensorSpec)
   int permute_heads = 0;               // heads for kPermuteRopeQ/K
   std::vector<std::string> parts;      // source tensor names; several = experts stacked (ne[2])
   std::vector<float> generated;        // values of a generated tensor (parts empty)
@@ -30,8 +32,10 @@ struct GgufTensorPlan {
 // tensor the model lacks.
 std::vector<GgufTensorPlan> plan_gguf_tensors(const OpenedModel& model);
 
-// Plans for a GGUF input (requantizing): its tensors as they are, base_type = stored type.
-std::vector<GgufTensorPlan> plan_from_gguf(const TensorSource& gguf);
+// Plans for a GGUF input (requantizing): its tensors as they are, base_type = stored type,
+// quant_class from the tensor table of the architecture that reads general.architecture.
+// Throws Error when temper has no such architecture.
+std::vector<GgufTensorPlan> plan_from_gguf(const GgufFile& gguf);
 
 // Streams a planned tensor as f32 rows in slabs of at most `max_rows` rows (whole heads for
 // permuted tensors; never across experts), transformed as planned:

@@ -34,19 +34,29 @@ enum class Category { kOutput, kTokenEmbd, kAttnQkv, kAttnKvB, kAttnV, kAttnK, k
 
 bool contains(std::string_view s, std::string_view part) { return s.find(part) != std::string_view::npos; }
 
-// llama-quant.cpp tensor_get_category: substring tests, first match wins.
-Category category_of(std::string_view name) {
-  if (name == "output.weight") return Category::kOutput;
-  if (name == "token_embd.weight" || name == "per_layer_token_embd.weight") return Category::kTokenEmbd;
-  if (contains(name, "attn_qkv.weight")) return Category::kAttnQkv;
-  if (contains(name, "attn_kv_b.weight")) return Category::kAttnKvB;
-  if (contains(name, "attn_v.weight")) return Category::kAttnV;
-  if (contains(name, "attn_k.weight")) return Category::kAttnK;
-  if (contains(name, "attn_q.weight")) return Category::kAttnQ;
-  if (contains(name, "attn_output.weight")) return Category::kAttnOut;
-  if (contains(name, "ffn_up")) return Category::kFfnUp;
-  if (contains(name, "ffn_gate")) return Category::kFfnGate;
-  if (contains(name, "ffn_down")) return Category::kFfnDown;
+// The architecture's class -> llama-quant.cpp's category. llama.cpp derives the category from
+// GGUF-name substrings (tensor_get_category: "ffn_up" also matches ffn_up_exps, "ffn_gate" also
+// ffn_gate_up_exps); the tensor tables carry it instead, and arch_test checks they agree.
+Category category_of(QuantClass c) {
+  using Q = QuantClass;
+  switch (c) {
+    case Q::kOutput: return Category::kOutput;
+    case Q::kEmbedding: return Category::kTokenEmbd;
+    case Q::kAttnQkv: return Category::kAttnQkv;
+    case Q::kAttnV: return Category::kAttnV;
+    case Q::kAttnK: return Category::kAttnK;
+    case Q::kAttnQ: return Category::kAttnQ;
+    case Q::kAttnOut: return Category::kAttnOut;
+    case Q::kFfnUp:
+    case Q::kFfnUpExps: return Category::kFfnUp;
+    case Q::kFfnGate:
+    case Q::kFfnGateExps:
+    case Q::kFfnGateUpExps: return Category::kFfnGate;
+    case Q::kFfnDown:
+    case Q::kFfnDownExps: return Category::kFfnDown;
+    case Q::kKeepF32:
+    case Q::kOther: return Category::kOther;
+  }
   return Category::kOther;
 }
 
@@ -160,6 +170,24 @@ DType fallback_type(const PolicyTensor& tensor, DType t, bool& fell_back) {
 
 }  // namespace
 
+std::string_view policy_category_name(QuantClass c) {
+  switch (category_of(c)) {
+    case Category::kOutput: return "output";
+    case Category::kTokenEmbd: return "token_embd";
+    case Category::kAttnQkv: return "attn_qkv";
+    case Category::kAttnKvB: return "attn_kv_b";
+    case Category::kAttnV: return "attn_v";
+    case Category::kAttnK: return "attn_k";
+    case Category::kAttnQ: return "attn_q";
+    case Category::kAttnOut: return "attn_output";
+    case Category::kFfnUp: return "ffn_up";
+    case Category::kFfnGate: return "ffn_gate";
+    case Category::kFfnDown: return "ffn_down";
+    case Category::kOther: return "other";
+  }
+  return "other";
+}
+
 std::span<const FileTypeInfo> all_file_types() { return kFileTypes; }
 
 const FileTypeInfo& file_type_info(FileType t) {
@@ -219,7 +247,7 @@ std::vector<TypeChoice> choose_tensor_types(const PolicyModel& model, const Poli
   MixState s;
   s.n_ffn = model.n_layer;
   for (const auto& t : tensors) {
-    const Category c = category_of(t.name);
+    const Category c = category_of(t.quant_class);
     if (is_attn_v_like(c)) ++s.n_attention_wv;
     if (c == Category::kOutput) s.tied = false;
   }
@@ -229,7 +257,7 @@ std::vector<TypeChoice> choose_tensor_types(const PolicyModel& model, const Poli
   for (const auto& t : tensors) {
     TypeChoice ch;
     ch.type = t.type;
-    const Category cat = category_of(t.name);
+    const Category cat = category_of(t.quant_class);
     const int n_dims = int(t.ne.size());
     if (!tensor_allows_quantization(t.name, n_dims, opts.quantize_output)) {
       out.push_back(ch);
@@ -254,7 +282,7 @@ std::vector<TypeChoice> choose_tensor_types(const PolicyModel& model, const Poli
       }
       if (!manual && !opts.pure) {
         const DType mixed = mix_type(model, opts, s, nt, t, cat);
-        if (mixed != nt) ch.note = "mix";
+        if (mixed != nt) ch.note = "mix: " + std::string(policy_category_name(t.quant_class));
         nt = mixed;
       }
       const DType before = nt;

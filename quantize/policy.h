@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "model/arch.h"
 
 namespace temper {
 
@@ -33,12 +34,19 @@ const FileTypeInfo& file_type_info(FileType t);
 // Case-insensitive; throws Error listing the valid names.
 FileType parse_file_type(std::string_view name);
 
-// One tensor as llama-quantize sees it: GGUF name, type in the unquantized GGUF, ggml ne.
+// One tensor as llama-quantize sees it: GGUF name, type in the unquantized GGUF, ggml ne, and
+// its category — from the architecture's tensor table (TensorSpec::quant_class), which
+// tests/model/arch_test.cpp checks against llama.cpp's name-substring rule.
 struct PolicyTensor {
   std::string name;
   DType type;
   std::vector<int64_t> ne;  // ggml order: ne[0] = row length
+  QuantClass quant_class = QuantClass::kOther;
 };
+
+// llama.cpp's category name for a class (src/llama-quant.cpp tensor_get_category), as the
+// dry run shows it: "attn_v", "ffn_down", "output", ...; "other" for classes no rule names.
+std::string_view policy_category_name(QuantClass c);
 
 struct PolicyModel {
   std::string arch;   // GGUF arch string

@@ -244,6 +244,7 @@ QuantizeReport quantize_model(const QuantizeOptions& o) {
   const TensorSource& src = gguf ? static_cast<const TensorSource&>(*gguf) : *model.tensors;
 
   std::vector<PolicyTensor> pts;
+  for (const auto& p : plans) pts.push_back({p.name, p.base_type, p.ne, p.quant_class});
   auto choices = choose_tensor_types(pm, popts, pts);
   ScratchBuffer<float> rows_buffer;
   QatDetection qat;

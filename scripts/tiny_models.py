@@ -385,6 +385,10 @@ def build(name):
     return c, w.t
 
 
+def build_config(name):
+    return build(name)[0]
+
+
 MODELS = ["llama", "llama-tied", "llama-wide", "gemma3", "gemma4-e2b", "gemma4-26b-a4b", "gemma4-31b",
           "qwen3", "qwen3moe"]
 # Variants written only when named with --only: a Gemma 4 without a final softcap, and a config
@@ -412,12 +416,20 @@ def write_model(out_dir, name, dtype, sharded):
 
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("out_dir")
+    ap.add_argument("out_dir", nargs="?")
     ap.add_argument("--dtype", choices=["bf16", "f32"], default="bf16")
     ap.add_argument("--only", help="comma-separated subset of: " + ", ".join(MODELS + EXTRA_MODELS))
+    ap.add_argument("--list", action="store_true",
+                    help="print 'NAME ARCHITECTURE' per model (tests iterate this list) and exit")
     ap.add_argument("--sharded", nargs="?", const="llama", default=None, metavar="NAME",
                     help="write NAME (default llama) as 2 shards + model.safetensors.index.json")
     args = ap.parse_args(argv)
+    if args.list:
+        for n in MODELS:
+            print(n, build_config(n)["architectures"][0])
+        return 0
+    if not args.out_dir:
+        ap.error("OUT_DIR is required")
     names = args.only.split(",") if args.only else MODELS
     for n in names:
         if n not in MODELS + EXTRA_MODELS:

@@ -1,5 +1,8 @@
-// ArchSpec and TensorSpec: how one model architecture is described. Adding an architecture is
-// one file in runtime/model/arch/ plus one line in arch_registry.cpp.
+// ArchSpec and TensorSpec: everything temper knows about one model architecture — HF config
+// parsing, the tensor table (with llama.cpp names, conversion transforms and quantization
+// classes), the GGUF keys llama.cpp's converter writes and how llama.cpp's loader reads them
+// back, and what llama.cpp cannot represent. Adding an architecture is one file in
+// runtime/model/arch/ plus one line in arch_registry.cpp (docs/adding-an-architecture.md).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -15,6 +18,11 @@
 namespace temper {
 
 class GgufValue;
+class GgufFile;
+class GgufKeys;  // model/gguf_keys.h
+namespace gguf_meta {
+struct ArchKvContext;  // model/gguf_kv.h
+}
 
 // One thing the pinned llama.cpp release would read differently from the model (or refuse):
 // the config.json key at fault and why, citing llama.cpp's file and function.
@@ -36,7 +44,10 @@ enum class TensorRole : uint8_t {
   kPleTokenEmbd, kPleModelProj, kPleProjNorm, kPleInpGate, kPleProj, kPlePostNorm, kLayerScalar,
 };
 
-// How quantization policy sees a tensor (llama.cpp's categories in llama_tensor_get_type).
+// How quantization policy sees a tensor: llama.cpp's categories (src/llama-quant.cpp
+// tensor_get_category, which matches GGUF-name substrings); quantize/policy.cpp maps each class
+// to one category, and tests/model/arch_test.cpp checks every row of every architecture against
+// llama.cpp's substring rule. kKeepF32 and kOther tensors are never in a mix rule.
 enum class QuantClass : uint8_t {
   kEmbedding, kOutput, kAttnQ, kAttnK, kAttnV, kAttnQkv, kAttnOut, kFfnGate, kFfnUp, kFfnDown,
   kFfnGateExps, kFfnUpExps, kFfnDownExps, kFfnGateUpExps, kKeepF32, kOther,
@@ -75,6 +86,27 @@ struct ExpectedTensor {
   bool required;
 };
 
+// How llama.cpp's converter writes this architecture's GGUF metadata: its ModelBase subclass's
+// set_gguf_parameters (the <arch>.* keys, ending with general.file_type) and set_vocab (the
+// tokenizer.ggml.* keys), restated over model/gguf_kv.h.
+struct GgufWriteRules {
+  void (*parameters)(gguf_meta::ArchKvContext&) = nullptr;
+  void (*vocab)(gguf_meta::ArchKvContext&) = nullptr;
+};
+
+// How llama.cpp's loader and graph read a GGUF of this architecture beyond the generic <arch>.*
+// keys (src/llama-model.cpp load_hparams, src/models/<arch>.cpp). The forward-pass features the
+// GGUF does not state, plus `finish` for the per-layer extras (sliding windows, KV sharing, ...).
+struct GgufReadRules {
+  RopeStyle rope_style = RopeStyle::kHalf;  // as the GGUF stores q/k rows
+  Activation act = Activation::kSilu;
+  bool post_norms = false;
+  bool qk_norm = false;
+  bool v_norm = false;
+  bool embed_scale_sqrt_d = false;  // embeddings times sqrt(n_embd)
+  void (*finish)(const GgufFile& f, const GgufKeys& keys, ModelConfig& cfg) = nullptr;
+};
+
 struct ArchSpec {
   std::string_view id;                              // "llama", "gemma4", ...
   std::vector<std::string_view> hf_architectures;   // config.json "architectures" values
@@ -93,16 +125,27 @@ struct ArchSpec {
   // What llama.cpp cannot represent for `cfg`, given the GGUF keys about to be written; run
   // before any GGUF is written (quantize/llama_compat.h). Empty function = no known limits.
   std::function<std::vector<LlamaCppIssue>(const ModelConfig&, const GgufKvLookup&)> llama_cpp_issues;
+  GgufWriteRules gguf_write;
+  // How temper reads a GGUF whose general.architecture is gguf_arch. Exactly one architecture
+  // per gguf_arch has them (Mistral writes "llama" GGUFs and leaves reading them to Llama);
+  // tests/model/arch_test.cpp checks that.
+  std::optional<GgufReadRules> gguf_read;
 };
 
-// The registry.
+// The registry (arch_registry.cpp), in registration order.
 std::span<const ArchSpec* const> all_archs();
+// The architecture that reads GGUFs of `gguf_arch` (has gguf_read); nullptr when none does.
+const ArchSpec* find_arch_by_gguf_name(std::string_view gguf_arch);
 const ArchSpec* find_arch_by_id(std::string_view id);
 // Throws Error listing the supported architectures when `hf_architecture` is unknown.
 const ArchSpec& find_arch_by_hf_name(std::string_view hf_architecture);
 
 // Every tensor `cfg` implies, in a stable order (globals first, then layer by layer).
 std::vector<ExpectedTensor> expected_tensors(const ArchSpec& arch, const ModelConfig& cfg);
+
+// The row of `arch` whose gguf_name pattern ("blk.{L}.attn_q.weight") matches a GGUF tensor
+// name; nullptr when none does (e.g. generated tensors such as rope_freqs.weight).
+const TensorSpec* find_tensor_spec_by_gguf_name(const ArchSpec& arch, std::string_view gguf_name);
 
 // Replaces "{L}" and "{E}" in a name pattern with the layer and expert index.
 std::string expand_name(std::string_view pattern, int layer, int expert = -1);

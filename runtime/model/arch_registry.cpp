@@ -1,23 +1,25 @@
 // The architecture registry: the one table of supported architectures, lookup by id or by
 // config.json "architectures" name, and expansion of a TensorSpec table for a config.
-#include <array>
-
 #include "core/error.h"
 #include "model/arch.h"
 
 namespace temper {
 
-// Defined in runtime/model/arch/<id>.cpp.
-extern const ArchSpec kLlamaArch;
-extern const ArchSpec kGemma3Arch;
-extern const ArchSpec kGemma4Arch;
-extern const ArchSpec kQwen3Arch;
-extern const ArchSpec kQwen3MoeArch;
+// One line per architecture: its ArchSpec, defined in runtime/model/arch/<id>.cpp (declared
+// here, where it is used: arch files have no header). The array's size is the compiler's.
+#define TEMPER_ARCHS(X) \
+  X(kLlamaArch)         \
+  X(kGemma3Arch)        \
+  X(kGemma4Arch)        \
+  X(kQwen3Arch)         \
+  X(kQwen3MoeArch)
+
+#define TEMPER_DECLARE_ARCH(name) extern const ArchSpec name;
+TEMPER_ARCHS(TEMPER_DECLARE_ARCH)
 
 namespace {
-constexpr std::array<const ArchSpec*, 5> kArchs = {
-    &kLlamaArch, &kGemma3Arch, &kGemma4Arch, &kQwen3Arch, &kQwen3MoeArch,
-};
+#define TEMPER_ARCH_ADDRESS(name) &name,
+constexpr const ArchSpec* kArchs[] = {TEMPER_ARCHS(TEMPER_ARCH_ADDRESS)};
 }  // namespace
 
 std::span<const ArchSpec* const> all_archs() { return kArchs; }
@@ -25,6 +27,12 @@ std::span<const ArchSpec* const> all_archs() { return kArchs; }
 const ArchSpec* find_arch_by_id(std::string_view id) {
   for (const ArchSpec* a : kArchs)
     if (a->id == id) return a;
+  return nullptr;
+}
+
+const ArchSpec* find_arch_by_gguf_name(std::string_view gguf_arch) {
+  for (const ArchSpec* a : kArchs)
+    if (a->gguf_arch == gguf_arch && a->gguf_read) return a;
   return nullptr;
 }
 
@@ -54,6 +62,33 @@ std::string expand_name(std::string_view pattern, int layer, int expert) {
     }
   }
   return out;
+}
+
+namespace {
+
+// `name` is `pattern` with each {L}/{E} replaced by a decimal number.
+bool matches_pattern(std::string_view pattern, std::string_view name) {
+  size_t i = 0, j = 0;
+  while (i < pattern.size()) {
+    if (pattern.substr(i, 3) == "{L}" || pattern.substr(i, 3) == "{E}") {
+      const size_t start = j;
+      while (j < name.size() && name[j] >= '0' && name[j] <= '9') ++j;
+      if (j == start) return false;
+      i += 3;
+    } else {
+      if (j >= name.size() || name[j] != pattern[i]) return false;
+      ++i, ++j;
+    }
+  }
+  return j == name.size();
+}
+
+}  // namespace
+
+const TensorSpec* find_tensor_spec_by_gguf_name(const ArchSpec& arch, std::string_view gguf_name) {
+  for (const TensorSpec& spec : arch.tensors)
+    if (matches_pattern(spec.gguf_name, gguf_name)) return &spec;
+  return nullptr;
 }
 
 namespace {

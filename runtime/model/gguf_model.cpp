@@ -1,6 +1,6 @@
 // GGUF metadata -> ModelDescription with llama.cpp's loader semantics (llama-model.cpp
 // load_hparams, the per-arch load_arch_hparams, llama-vocab.cpp load). Generic <arch>.* keys are
-// read once; what differs by architecture lives in the kGgufArchs table below.
+// read once here; what differs by architecture is the arch file's ArchSpec::gguf_read.
 #include "model/gguf_model.h"
 
 #include <algorithm>
@@ -13,87 +13,77 @@
 #include "core/error.h"
 #include "core/escape.h"
 #include "core/half.h"
+#include "model/gguf_keys.h"
 
 namespace temper {
 
-namespace {
+double GgufKeys::number(std::string_view suffix) const {
+  const std::string k = key(suffix);
+  const GgufValue& v = f_.get(k);
+  TEMPER_CHECK(!v.is_array(), f_.path(), ": key '", k, "' is ", v.type_str(), ", expected a number");
+  return element(v, 0, k);
+}
 
-// Typed access to <arch>.* keys: scalars, or per-layer arrays (llama.cpp get_key_or_arr).
-class Keys {
- public:
-  Keys(const GgufFile& f, std::string arch) : f_(f), arch_(std::move(arch)) {}
-  std::string key(std::string_view suffix) const { return cat(arch_, ".", suffix); }
-  bool has(std::string_view suffix) const { return f_.has(key(suffix)); }
-
-  // Any integer/float scalar type, as llama.cpp's get_key accepts (it casts).
-  double number(std::string_view suffix) const {
-    const std::string k = key(suffix);
-    const GgufValue& v = f_.get(k);
-    TEMPER_CHECK(!v.is_array(), f_.path(), ": key '", k, "' is ", v.type_str(), ", expected a number");
-    return element(v, 0, k);
+std::vector<double> GgufKeys::per_layer(std::string_view suffix, int n_layer, std::optional<double> fallback) const {
+  const std::string k = key(suffix);
+  const GgufValue* v = f_.find_value(k);
+  if (!v) {
+    TEMPER_CHECK(fallback.has_value(), f_.path(), ": missing key '", k, "'");
+    return std::vector<double>(size_t(n_layer), *fallback);
   }
-  double number(std::string_view suffix, double fallback) const { return has(suffix) ? number(suffix) : fallback; }
-  int integer(std::string_view suffix) const { return int(number(suffix)); }
-  int integer(std::string_view suffix, int fallback) const { return has(suffix) ? integer(suffix) : fallback; }
+  if (!v->is_array()) return std::vector<double>(size_t(n_layer), element(*v, 0, k));
+  TEMPER_CHECK(v->count() == uint64_t(n_layer), f_.path(), ": key '", k, "' has ", v->count(),
+               " entries, expected one per layer (", n_layer, ")");
+  return array(suffix);
+}
 
-  // A value per layer: an array of n_layer entries, or one scalar for all (absent: fallback).
-  std::vector<double> per_layer(std::string_view suffix, int n_layer, std::optional<double> fallback = {}) const {
-    const std::string k = key(suffix);
-    const GgufValue* v = f_.find_value(k);
-    if (!v) {
-      TEMPER_CHECK(fallback.has_value(), f_.path(), ": missing key '", k, "'");
-      return std::vector<double>(size_t(n_layer), *fallback);
-    }
-    if (!v->is_array()) return std::vector<double>(size_t(n_layer), element(*v, 0, k));
-    TEMPER_CHECK(v->count() == uint64_t(n_layer), f_.path(), ": key '", k, "' has ", v->count(),
-                 " entries, expected one per layer (", n_layer, ")");
-    std::vector<double> out;
-    for (uint64_t i = 0; i < v->count(); ++i) out.push_back(element(*v, i, k));
-    return out;
+std::vector<double> GgufKeys::array(std::string_view suffix) const {
+  const std::string k = key(suffix);
+  const GgufValue* v = f_.find_value(k);
+  std::vector<double> out;
+  if (!v) return out;
+  for (uint64_t i = 0; i < v->count(); ++i) out.push_back(element(*v, i, k));
+  return out;
+}
+
+double GgufKeys::element(const GgufValue& v, uint64_t i, const std::string& k) const {
+  const auto b = v.bytes();
+  auto at = [&](auto zero) {
+    decltype(zero) x;
+    std::memcpy(&x, b.data() + i * sizeof x, sizeof x);
+    return double(x);
+  };
+  switch (v.elem_type()) {
+    case GgufType::kU8: return at(uint8_t{});
+    case GgufType::kI8: return at(int8_t{});
+    case GgufType::kU16: return at(uint16_t{});
+    case GgufType::kI16: return at(int16_t{});
+    case GgufType::kU32: return at(uint32_t{});
+    case GgufType::kI32: return at(int32_t{});
+    case GgufType::kF32: return at(float{});
+    case GgufType::kBool: return at(uint8_t{});
+    case GgufType::kU64: return at(uint64_t{});
+    case GgufType::kI64: return at(int64_t{});
+    case GgufType::kF64: return at(double{});
+    default: fail(f_.path(), ": key '", k, "' is ", v.type_str(), ", expected a number");
   }
+}
 
- private:
-  double element(const GgufValue& v, uint64_t i, const std::string& k) const {
-    const auto b = v.bytes();
-    auto at = [&](auto zero) {
-      decltype(zero) x;
-      std::memcpy(&x, b.data() + i * sizeof x, sizeof x);
-      return double(x);
-    };
-    switch (v.elem_type()) {
-      case GgufType::kU8: return at(uint8_t{});
-      case GgufType::kI8: return at(int8_t{});
-      case GgufType::kU16: return at(uint16_t{});
-      case GgufType::kI16: return at(int16_t{});
-      case GgufType::kU32: return at(uint32_t{});
-      case GgufType::kI32: return at(int32_t{});
-      case GgufType::kF32: return at(float{});
-      case GgufType::kBool: return at(uint8_t{});
-      case GgufType::kU64: return at(uint64_t{});
-      case GgufType::kI64: return at(int64_t{});
-      case GgufType::kF64: return at(double{});
-      default: fail(f_.path(), ": key '", k, "' is ", v.type_str(), ", expected a number");
-    }
-  }
-  const GgufFile& f_;
-  std::string arch_;
-};
-
-const TensorInfo* find_tensor(const GgufFile& f, std::string_view name) {
-  for (const TensorInfo& t : f.tensors())
+const TensorInfo* GgufKeys::tensor(std::string_view name) const {
+  for (const TensorInfo& t : f_.tensors())
     if (t.name == name) return &t;
   return nullptr;
 }
 
-bool has_tensor(const GgufFile& f, int layer, std::string_view suffix) {
-  return find_tensor(f, cat("blk.", layer, ".", suffix)) != nullptr;
+bool GgufKeys::has_layer_tensor(int layer, std::string_view suffix) const {
+  return tensor(cat("blk.", layer, ".", suffix)) != nullptr;
 }
 
-std::vector<float> tensor_as_f32(const GgufFile& f, const TensorInfo& t) {
-  TEMPER_CHECK(t.dtype == DType::kF32 || t.dtype == DType::kF16 || t.dtype == DType::kBF16, f.path(), ": tensor '",
+std::vector<float> GgufKeys::tensor_f32(const TensorInfo& t) const {
+  TEMPER_CHECK(t.dtype == DType::kF32 || t.dtype == DType::kF16 || t.dtype == DType::kBF16, f_.path(), ": tensor '",
                t.name, "' must be F32, F16 or BF16, got ", dtype_traits(t.dtype).name);
   std::vector<uint8_t> scratch;
-  const auto bytes = f.read(t, scratch);
+  const auto bytes = f_.read(t, scratch);
   std::vector<float> out(t.numel());
   for (size_t i = 0; i < out.size(); ++i) {
     if (t.dtype == DType::kF32) {
@@ -107,109 +97,20 @@ std::vector<float> tensor_as_f32(const GgufFile& f, const TensorInfo& t) {
   return out;
 }
 
-// What one architecture's loader and graph do beyond the generic keys.
-struct GgufArch {
-  std::string_view id;  // registry id
-  RopeStyle rope_style;
-  Activation act;
-  bool post_norms, qk_norm, v_norm;
-  bool embed_scale_sqrt_d;  // embeddings times sqrt(n_embd)
-  // Per-architecture extras on the generic config: SWA layers, RoPE per layer, MoE, PLE, ...
-  void (*finish)(const GgufFile& f, const Keys& k, ModelConfig& cfg);
-};
+namespace {
 
-// Gemma 3: layer il is SWA iff il % 6 < 5 (load_swa_pattern(6)) when sliding_window > 0; SWA
-// layers use rope.freq_base_swa (llama-hparams.h default 10000) unscaled; attention is scaled by
-// 1/sqrt(head_dim) (1/sqrt(n_embd/n_head) for the 62-layer 27B), query_pre_attn_scalar unused.
-void finish_gemma3(const GgufFile&, const Keys& k, ModelConfig& cfg) {
-  const int window = k.integer("attention.sliding_window", 0);
-  for (int il = 0; il < cfg.n_layer; ++il) {
-    LayerConfig& l = cfg.layers[size_t(il)];
-    const bool swa = window > 0 && il % 6 < 5;
-    l.window = swa ? window : 0;
-    if (!swa) continue;
-    l.rope_theta = float(k.number("rope.freq_base_swa", 10000.0));
-    l.rope_pos_scale = 1.0f;
-  }
-  const LayerConfig& l0 = cfg.layers.at(0);
-  const double d = cfg.n_layer == 62 ? double(cfg.d_model) / l0.n_head : double(l0.head_dim);
-  cfg.attn_scale = float(1.0 / std::sqrt(d));
-}
-
-// Gemma 4: per-layer SWA pattern with its own head dim, RoPE base and n_rot; proportional RoPE
-// (rope_freqs) on full layers; KV sharing by the last shared_kv_layers layers; K=V full layers
-// (no attn_v); MoE beside the dense MLP; per-layer embeddings; layer output scalars.
-void finish_gemma4(const GgufFile& f, const Keys& k, ModelConfig& cfg) {
-  const std::vector<double> swa = k.per_layer("attention.sliding_window_pattern", cfg.n_layer);
-  const int window = k.integer("attention.sliding_window");
-  const int head_dim_swa = k.integer("attention.key_length_swa");
-  const int n_rot_swa = k.integer("rope.dimension_count_swa", head_dim_swa);
-  const float theta_swa = float(k.number("rope.freq_base_swa", 10000.0));
-  const int n_shared = k.integer("attention.shared_kv_layers", 0);
-  const int first_shared = cfg.n_layer - n_shared;
-  cfg.attn_scale = 1.0f;
-  cfg.ple_dim = k.integer("embedding_length_per_layer_input", 0);
-  if (cfg.ple_dim > 0) {
-    const TensorInfo* ple = find_tensor(f, "per_layer_token_embd.weight");
-    TEMPER_CHECK(ple && ple->shape.size() == 2, f.path(), ": per_layer_token_embd.weight is missing or not 2-D");
-    cfg.ple_vocab = int(ple->shape[0]);
-  }
-  for (int il = 0; il < cfg.n_layer; ++il) {
-    LayerConfig& l = cfg.layers[size_t(il)];
-    const bool is_swa = swa[size_t(il)] != 0;
-    if (is_swa) {
-      l.head_dim = head_dim_swa;
-      l.n_rot = n_rot_swa;
-      l.rope_theta = theta_swa;
-      l.rope_pos_scale = 1.0f;
-      l.window = window;
-      l.rope_freq_factors.clear();
-    }
-    l.kv_source_layer = il;
-    if (il >= first_shared) {  // donor: the last owning layer of the same type
-      l.kv_source_layer = -1;
-      for (int j = first_shared - 1; j >= 0 && l.kv_source_layer < 0; --j)
-        if ((swa[size_t(j)] != 0) == is_swa) l.kv_source_layer = j;
-      TEMPER_CHECK(l.kv_source_layer >= 0, f.path(), ": layer ", il, " shares K/V but no earlier layer of its type owns K/V");
-    } else {
-      l.k_eq_v = !is_swa && !has_tensor(f, il, "attn_v.weight");
-    }
-    l.has_layer_scalar = has_tensor(f, il, "layer_output_scale.weight");
-    if (l.ffn != FfnKind::kDense) l.ffn = FfnKind::kDenseAndMoe;
-  }
-}
-
-// Qwen 3 MoE: the graph renormalises the top-k weights (norm_w = true).
-void finish_qwen3moe(const GgufFile&, const Keys& k, ModelConfig& cfg) {
-  cfg.moe_norm_topk = k.has("expert_weights_norm") ? k.number("expert_weights_norm") != 0 : true;
-}
-
-void finish_none(const GgufFile&, const Keys&, ModelConfig&) {}
-
-constexpr GgufArch kGgufArchs[] = {
-    {"llama", RopeStyle::kInterleaved, Activation::kSilu, false, false, false, false, finish_none},
-    {"gemma3", RopeStyle::kHalf, Activation::kGeluTanh, true, true, false, true, finish_gemma3},
-    {"gemma4", RopeStyle::kHalf, Activation::kGeluTanh, true, true, true, true, finish_gemma4},
-    {"qwen3", RopeStyle::kHalf, Activation::kSilu, false, true, false, false, finish_none},
-    {"qwen3moe", RopeStyle::kHalf, Activation::kSilu, false, true, false, false, finish_qwen3moe},
-};
-
-const GgufArch& find_gguf_arch(const GgufFile& f, const ArchSpec*& spec) {
+const ArchSpec& find_gguf_arch(const GgufFile& f) {
   const std::string& name = f.get_string("general.architecture");
-  for (const ArchSpec* a : all_archs())
-    if (a->gguf_arch == name)
-      for (const GgufArch& g : kGgufArchs)
-        if (g.id == a->id) {
-          spec = a;
-          return g;
-        }
+  if (const ArchSpec* a = find_arch_by_gguf_name(name)) return *a;
   std::string known;
-  for (const GgufArch& g : kGgufArchs) known += cat(known.empty() ? "" : ", ", g.id);
+  for (const ArchSpec* a : all_archs())
+    if (a->gguf_read) known += cat(known.empty() ? "" : ", ", a->gguf_arch);
   fail(f.path(), ": general.architecture '", escaped(name), "' is not supported (", known, ")");
 }
 
-ModelConfig read_config(const GgufFile& f, const ArchSpec& spec, const GgufArch& ga) {
-  const Keys k(f, std::string(spec.gguf_arch));
+ModelConfig read_config(const GgufFile& f, const ArchSpec& spec) {
+  const GgufReadRules& ga = *spec.gguf_read;
+  const GgufKeys k(f, std::string(spec.gguf_arch));
   ModelConfig cfg;
   cfg.arch = std::string(spec.id);
   cfg.d_model = k.integer("embedding_length");
@@ -225,10 +126,10 @@ ModelConfig read_config(const GgufFile& f, const ArchSpec& spec, const GgufArch&
   cfg.embed_scale = ga.embed_scale_sqrt_d ? std::sqrt(float(cfg.d_model)) : 0.0f;
   cfg.attn_scale = float(k.number("attention.scale", 0.0));
   cfg.final_softcap = float(k.number("final_logit_softcapping", 0.0));
-  const TensorInfo* embd = find_tensor(f, "token_embd.weight");
+  const TensorInfo* embd = k.tensor("token_embd.weight");
   TEMPER_CHECK(embd && embd->shape.size() == 2, f.path(), ": token_embd.weight is missing or not 2-D");
   cfg.n_vocab = int(embd->shape[0]);
-  cfg.tied_embeddings = find_tensor(f, "output.weight") == nullptr;
+  cfg.tied_embeddings = k.tensor("output.weight") == nullptr;
   TEMPER_CHECK(cfg.d_model > 0 && cfg.n_layer > 0, f.path(), ": embedding_length and block_count must be positive");
   // Every block has tensors of its own, so a larger block_count is corrupt (and would make the
   // per-layer loops below run for billions of layers).
@@ -251,7 +152,7 @@ ModelConfig read_config(const GgufFile& f, const ArchSpec& spec, const GgufArch&
   }
   const double rope_factor = k.number("rope.scaling.factor", 0.0);
   std::vector<float> freqs;
-  if (const TensorInfo* t = find_tensor(f, "rope_freqs.weight")) freqs = tensor_as_f32(f, *t);
+  if (const TensorInfo* t = k.tensor("rope_freqs.weight")) freqs = k.tensor_f32(*t);
   for (int il = 0; il < n; ++il) {
     LayerConfig l;
     l.n_head = int(n_head[size_t(il)]);
@@ -266,8 +167,8 @@ ModelConfig read_config(const GgufFile& f, const ArchSpec& spec, const GgufArch&
     l.rope_pos_scale = rope_factor == 0 ? 1.0f : float(1.0 / rope_factor);
     l.d_ff = int(d_ff[size_t(il)]);
     l.kv_source_layer = il;
-    if (n_expert > 0 && has_tensor(f, il, "ffn_gate_inp.weight")) {
-      l.ffn = l.d_ff > 0 && has_tensor(f, il, "ffn_gate.weight") ? FfnKind::kDenseAndMoe : FfnKind::kMoe;
+    if (n_expert > 0 && k.has_layer_tensor(il, "ffn_gate_inp.weight")) {
+      l.ffn = l.d_ff > 0 && k.has_layer_tensor(il, "ffn_gate.weight") ? FfnKind::kDenseAndMoe : FfnKind::kMoe;
       if (l.ffn == FfnKind::kMoe) l.d_ff = 0;
       l.n_expert = n_expert;
       l.n_expert_used = int(n_expert_used[size_t(il)]);
@@ -275,7 +176,7 @@ ModelConfig read_config(const GgufFile& f, const ArchSpec& spec, const GgufArch&
     }
     cfg.layers.push_back(std::move(l));
   }
-  ga.finish(f, k, cfg);
+  if (ga.finish) ga.finish(f, k, cfg);
   return cfg;
 }
 
@@ -405,8 +306,8 @@ TokenizerAssets load_gguf_tokenizer_assets(const GgufFile& f) {
 
 ModelDescription load_gguf_description(const GgufFile& f) {
   ModelDescription d;
-  const GgufArch& ga = find_gguf_arch(f, d.arch);
-  d.config = read_config(f, *d.arch, ga);
+  d.arch = &find_gguf_arch(f);
+  d.config = read_config(f, *d.arch);
   if (f.has("tokenizer.ggml.model")) {
     d.tokenizer = load_gguf_tokenizer_assets(f);
     d.config.bos_token_id = d.tokenizer.bos_id;

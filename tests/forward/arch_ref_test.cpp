@@ -17,8 +17,13 @@
 namespace temper::forward {
 namespace {
 
-const char* const kModels[] = {"llama",          "llama-tied", "gemma3", "gemma4-e2b",
-                               "gemma4-26b-a4b", "gemma4-31b", "qwen3",  "qwen3moe"};
+// Every tiny model (scripts/tiny_models.py --list): a new architecture is checked here as soon
+// as it has one.
+std::vector<std::string> model_names() {
+  std::vector<std::string> out;
+  for (const auto& [name, arch] : test::tiny_models()) out.push_back(name);
+  return out;
+}
 
 // 48 tokens: longer than the sliding windows of the tiny gemma configs (16 and 32).
 std::vector<int32_t> test_tokens() {
@@ -42,7 +47,7 @@ struct References {
                              dir.path() + "/models");
     EXPECT_EQ(r.exit_code, 0) << r.err;
     std::string models;
-    for (const char* m : kModels) models += " " + dir.path() + "/models/" + m;
+    for (const std::string& m : model_names()) models += " " + dir.path() + "/models/" + m;
     r = test::run_shell(py + " " + test::source_dir() + "/tests/forward/torch_ref.py --tokens " +
                         tokens + " --out " + dir.path() + models);
     EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -101,7 +106,7 @@ void check_model(const References& refs, const std::string& name) {
 TEST(ForwardArchRef, TinyModelsMatchTorchReference) {
   const References refs;
   ASSERT_FALSE(HasFailure());
-  for (const char* name : kModels) check_model(refs, name);
+  for (const std::string& name : model_names()) check_model(refs, name);
 }
 
 }  // namespace

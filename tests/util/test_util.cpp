@@ -75,4 +75,14 @@ bool make_pages_droppable(const std::string& path) {
   return ok;
 }
 
+std::vector<std::pair<std::string, std::string>> tiny_models() {
+  const RunResult r = run_shell(std::string(TEMPER_PYTHON) + " " + source_dir() + "/scripts/tiny_models.py --list");
+  if (r.exit_code != 0) throw std::runtime_error("scripts/tiny_models.py --list failed: " + r.err);
+  std::vector<std::pair<std::string, std::string>> out;
+  std::istringstream lines(r.out);
+  std::string name, arch;
+  while (lines >> name >> arch) out.emplace_back(name, arch);
+  return out;
+}
+
 }  // namespace temper::test

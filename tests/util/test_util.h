@@ -1,6 +1,8 @@
 // Helpers shared by the tests: fixture paths, scratch folders, running the temper binary.
 #pragma once
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace temper::test {
 
@@ -30,6 +32,11 @@ struct RunResult {
 RunResult run_temper(const std::string& args);
 // Runs an arbitrary shell command.
 RunResult run_shell(const std::string& cmd);
+// scripts/tiny_models.py's models (its --list): name -> config.json "architectures"[0]. Tests
+// that cover every architecture iterate this list, so a new architecture's tiny model is
+// picked up without editing them (tests/model/arch_registry_test checks every registered
+// architecture has one).
+std::vector<std::pair<std::string, std::string>> tiny_models();
 
 void write_file(const std::string& path, const std::string& bytes);
 std::string read_file(const std::string& path);

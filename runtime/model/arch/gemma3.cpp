@@ -6,6 +6,8 @@
 
 #include "formats/gguf.h"
 #include "model/arch/common.h"
+#include "model/gguf_keys.h"
+#include "model/gguf_kv.h"
 
 namespace temper {
 
@@ -187,6 +189,54 @@ std::vector<LlamaCppIssue> gemma3_llama_cpp_issues(const ModelConfig& cfg, const
   return issues;
 }
 
+// ---- GGUF: llama.cpp conversion/gemma.py Gemma3Model, src/models/gemma3.cpp -------------
+
+using namespace gguf_meta;
+
+void gemma3_parameters(ArchKvContext& c) {
+  text_model_parameters(c);
+  const Hparams& hp = c.hp;
+  c.kv.set(c.key("context_length"), u32_of(get_or(hp, "max_position_embeddings", 131072), "max_position_embeddings"));
+  c.kv.set(c.key("attention.head_count"), u32_or_array_of(get_or(hp, "num_attention_heads", 8), "num_attention_heads"));
+  c.kv.set(c.key("attention.layer_norm_rms_epsilon"), f32_of(get_or(hp, "rms_norm_eps", 1e-6), "rms_norm_eps"));
+  const Json head_dim = get_or(hp, "head_dim", 256);
+  c.kv.set(c.key("attention.key_length"), u32_of(head_dim, "head_dim"));
+  c.kv.set(c.key("attention.value_length"), u32_of(head_dim, "head_dim"));
+  const Json* full = get_in(c.rope_parameters, "full_attention");
+  const Json& rp = full ? *full : c.rope_parameters;
+  const Json* theta = rp.is_object() && rp.contains("rope_theta") ? &rp["rope_theta"] : nullptr;
+  c.kv.set(c.key("rope.freq_base"), f32_of(theta ? *theta : Json(1000000.0), "rope_theta"));
+  TEMPER_CHECK(!hp.get("attn_logit_softcapping"), hp.source(), ": attn_logit_softcapping is not supported by Gemma 3");
+  if (const Json* cap = hp.get("final_logit_softcapping"); cap && truthy(*cap))
+    c.kv.set(c.key("final_logit_softcapping"), f32_of(*cap, "final_logit_softcapping"));
+  if (const Json* p = hp.get("sliding_window_pattern"); !p || *p != 1)
+    c.kv.set(c.key("attention.sliding_window"), u32_of(hp.at("sliding_window"), "sliding_window"));
+  c.kv.set(c.key("attention.head_count_kv"), u32_or_array_of(get_or(hp, "num_key_value_heads", 4), "num_key_value_heads"));
+}
+
+void gemma3_vocab(ArchKvContext& c) {
+  if (set_vocab_sentencepiece(c)) c.kv.set("tokenizer.ggml.add_space_prefix", GgufValue::scalar<bool>(false));
+  else set_vocab_gpt2(c);
+}
+
+// Gemma 3: layer il is SWA iff il % 6 < 5 (load_swa_pattern(6)) when sliding_window > 0; SWA
+// layers use rope.freq_base_swa (llama-hparams.h default 10000) unscaled; attention is scaled by
+// 1/sqrt(head_dim) (1/sqrt(n_embd/n_head) for the 62-layer 27B), query_pre_attn_scalar unused.
+void finish_gemma3(const GgufFile&, const GgufKeys& k, ModelConfig& cfg) {
+  const int window = k.integer("attention.sliding_window", 0);
+  for (int il = 0; il < cfg.n_layer; ++il) {
+    LayerConfig& l = cfg.layers[size_t(il)];
+    const bool swa = window > 0 && il % 6 < 5;
+    l.window = swa ? window : 0;
+    if (!swa) continue;
+    l.rope_theta = float(k.number("rope.freq_base_swa", 10000.0));
+    l.rope_pos_scale = 1.0f;
+  }
+  const LayerConfig& l0 = cfg.layers.at(0);
+  const double d = cfg.n_layer == 62 ? double(cfg.d_model) / l0.n_head : double(l0.head_dim);
+  cfg.attn_scale = float(1.0 / std::sqrt(d));
+}
+
 }  // namespace
 
 extern const ArchSpec kGemma3Arch;
@@ -199,6 +249,9 @@ const ArchSpec kGemma3Arch{
     .canonical_name = arch::canonical_hf_name,
     .ignorable = arch::ignore_rotary_buffers,
     .llama_cpp_issues = gemma3_llama_cpp_issues,
+    .gguf_write = {.parameters = gemma3_parameters, .vocab = gemma3_vocab},
+    .gguf_read = GgufReadRules{.rope_style = RopeStyle::kHalf, .act = Activation::kGeluTanh, .post_norms = true,
+                               .qk_norm = true, .embed_scale_sqrt_d = true, .finish = finish_gemma3},
 };
 
 }  // namespace temper

@@ -8,8 +8,12 @@
 
 #include "formats/gguf.h"
 #include "model/arch/common.h"
+#include "model/gguf_keys.h"
+#include "model/gguf_kv.h"
 
 namespace temper {
+
+extern const ArchSpec kGemma3Arch;  // Gemma4Model extends Gemma3Model
 
 namespace {
 using namespace arch::shapes;
@@ -314,6 +318,132 @@ std::vector<LlamaCppIssue> gemma4_llama_cpp_issues(const ModelConfig& cfg, const
   return {};
 }
 
+// ---- GGUF: llama.cpp conversion/gemma.py Gemma4Model, src/models/gemma4-iswa.cpp --------
+
+using namespace gguf_meta;
+
+// Gemma4Model: global_head_dim, else the first full-attention layer's per_layer_config value.
+const Json* gemma4_full_layer_value(const Hparams& hp, std::string_view direct, std::string_view per_layer_key) {
+  if (const Json* v = hp.get(direct)) return v;
+  const Json* plc = hp.get("per_layer_config");
+  const Json* types = hp.get("layer_types");
+  if (!plc || !plc->is_object() || !types || !types->is_array()) return nullptr;
+  // JSON objects are key-sorted here; take layers in numeric order (the files list them so).
+  std::vector<std::pair<long, const Json*>> layers;
+  for (auto it = plc->begin(); it != plc->end(); ++it) layers.emplace_back(std::stol(it.key()), &*it);
+  std::sort(layers.begin(), layers.end(), [](auto& a, auto& b) { return a.first < b.first; });
+  for (auto [idx, cfg] : layers)
+    if (idx >= 0 && size_t(idx) < types->size() && (*types)[size_t(idx)] == "full_attention")
+      if (const Json* v = get_in(*cfg, per_layer_key)) return v;
+  return nullptr;
+}
+
+void gemma4_parameters(ArchKvContext& c) {
+  kGemma3Arch.gguf_write.parameters(c);  // Gemma4Model(Gemma3Model)
+  const Hparams& hp = c.hp;
+  const Json& n_shared = hp.at("num_kv_shared_layers");
+  c.kv.set(c.key("attention.shared_kv_layers"), u32_of(n_shared, "num_kv_shared_layers"));
+  const Json* ple = hp.get("hidden_size_per_layer_input");
+  c.kv.set(c.key("embedding_length_per_layer_input"), u32_of(ple && truthy(*ple) ? *ple : Json(0), "hidden_size_per_layer_input"));
+
+  // layer_types; when config.json leaves it to transformers' default, the parsed config's.
+  std::vector<bool> swa;
+  if (const Json* layer_types = hp.get("layer_types")) {
+    TEMPER_CHECK(layer_types->is_array(), hp.source(), ": 'layer_types' must be a list");
+    for (const Json& t : *layer_types) swa.push_back(t == "sliding_attention");
+  } else {
+    for (const LayerConfig& l : c.desc.config.layers) swa.push_back(l.window > 0);
+  }
+  c.kv.set(c.key("attention.sliding_window_pattern"), GgufValue::array(swa));
+
+  const Json* head_dim_full = gemma4_full_layer_value(hp, "global_head_dim", "head_dim");
+  TEMPER_CHECK(head_dim_full, hp.source(), ": need 'global_head_dim' (or a full-attention per_layer_config head_dim)");
+  const Json& head_dim_swa = hp.at("head_dim");
+  c.kv.set(c.key("attention.key_length"), u32_of(*head_dim_full, "global_head_dim"));
+  c.kv.set(c.key("attention.value_length"), u32_of(*head_dim_full, "global_head_dim"));
+  c.kv.set(c.key("attention.key_length_swa"), u32_of(head_dim_swa, "head_dim"));
+  c.kv.set(c.key("attention.value_length_swa"), u32_of(head_dim_swa, "head_dim"));
+
+  // The converter requires one of these keys to be present (a dense model has null); an absent
+  // key is treated as null here instead of refusing the model.
+  if (const Json* e = hp.find({"expert_intermediate_size", "moe_intermediate_size"}); non_null(e))
+    c.kv.set(c.key("expert_feed_forward_length"), u32_or_array_of(*e, "moe_intermediate_size"));
+
+  const Json& block_count = hp.at("num_hidden_layers");
+  if (const Json* wide = hp.get("use_double_wide_mlp"); wide && truthy(*wide)) {
+    const int64_t n_ff = hp.at("intermediate_size").get<int64_t>();
+    const int64_t first_shared = block_count.get<int64_t>() - n_shared.get<int64_t>();
+    std::vector<int32_t> arr;
+    for (int64_t il = 0; il < block_count.get<int64_t>(); ++il) arr.push_back(int32_t(il < first_shared ? n_ff : 2 * n_ff));
+    c.kv.set(c.key("feed_forward_length"), GgufValue::array<int32_t>(arr));
+  }
+
+  const Json* kv_full = gemma4_full_layer_value(hp, "num_global_key_value_heads", "num_key_value_heads");
+  const Json* kv_swa = hp.get("num_key_value_heads");
+  if (kv_full && kv_swa) {
+    std::vector<int32_t> arr;
+    for (bool s : swa) arr.push_back(i32_of(s ? *kv_swa : *kv_full, "num_key_value_heads").as<int32_t>());
+    c.kv.set(c.key("attention.head_count_kv"), GgufValue::array<int32_t>(arr));
+  }
+
+  // n_rot_swa reads partial_rotary_factor from the top level of rope_parameters (1.0 when the
+  // factor only sits under full_attention, as in every Gemma 4 config).
+  const Json* prf = get_in(c.rope_parameters, "partial_rotary_factor");
+  const double factor = prf ? prf->get<double>() : 1.0;
+  c.kv.set(c.key("rope.dimension_count"), u32_of(Json(int64_t(head_dim_full->get<double>())), "global_head_dim"));
+  c.kv.set(c.key("rope.dimension_count_swa"), u32_of(Json(int64_t(head_dim_swa.get<double>() * factor)), "head_dim"));
+
+  // Deliberately unlike the converter (which writes the key only when set): llama.cpp's gemma4
+  // loader keeps its default of 30 when the key is absent (llama-hparams.h:136,
+  // f_final_logit_softcapping = 30.0f), so a config without a softcap would be capped at 30.
+  // An explicit 0 turns the cap off there (gemma4.cpp: `if (f_final_logit_softcapping)`).
+  if (const Json* cap = hp.get("final_logit_softcapping"); !cap || !truthy(*cap))
+    c.kv.set(c.key("final_logit_softcapping"), GgufValue::scalar<float>(0.0f));
+}
+
+// Gemma 4: per-layer SWA pattern with its own head dim, RoPE base and n_rot; proportional RoPE
+// (rope_freqs) on full layers; KV sharing by the last shared_kv_layers layers; K=V full layers
+// (no attn_v); MoE beside the dense MLP; per-layer embeddings; layer output scalars.
+void finish_gemma4(const GgufFile& f, const GgufKeys& k, ModelConfig& cfg) {
+  const std::vector<double> swa = k.per_layer("attention.sliding_window_pattern", cfg.n_layer);
+  const int window = k.integer("attention.sliding_window");
+  const int head_dim_swa = k.integer("attention.key_length_swa");
+  const int n_rot_swa = k.integer("rope.dimension_count_swa", head_dim_swa);
+  const float theta_swa = float(k.number("rope.freq_base_swa", 10000.0));
+  const int n_shared = k.integer("attention.shared_kv_layers", 0);
+  const int first_shared = cfg.n_layer - n_shared;
+  cfg.attn_scale = 1.0f;
+  cfg.ple_dim = k.integer("embedding_length_per_layer_input", 0);
+  if (cfg.ple_dim > 0) {
+    const TensorInfo* ple = k.tensor("per_layer_token_embd.weight");
+    TEMPER_CHECK(ple && ple->shape.size() == 2, f.path(), ": per_layer_token_embd.weight is missing or not 2-D");
+    cfg.ple_vocab = int(ple->shape[0]);
+  }
+  for (int il = 0; il < cfg.n_layer; ++il) {
+    LayerConfig& l = cfg.layers[size_t(il)];
+    const bool is_swa = swa[size_t(il)] != 0;
+    if (is_swa) {
+      l.head_dim = head_dim_swa;
+      l.n_rot = n_rot_swa;
+      l.rope_theta = theta_swa;
+      l.rope_pos_scale = 1.0f;
+      l.window = window;
+      l.rope_freq_factors.clear();
+    }
+    l.kv_source_layer = il;
+    if (il >= first_shared) {  // donor: the last owning layer of the same type
+      l.kv_source_layer = -1;
+      for (int j = first_shared - 1; j >= 0 && l.kv_source_layer < 0; --j)
+        if ((swa[size_t(j)] != 0) == is_swa) l.kv_source_layer = j;
+      TEMPER_CHECK(l.kv_source_layer >= 0, f.path(), ": layer ", il, " shares K/V but no earlier layer of its type owns K/V");
+    } else {
+      l.k_eq_v = !is_swa && !k.has_layer_tensor(il, "attn_v.weight");
+    }
+    l.has_layer_scalar = k.has_layer_tensor(il, "layer_output_scale.weight");
+    if (l.ffn != FfnKind::kDense) l.ffn = FfnKind::kDenseAndMoe;
+  }
+}
+
 }  // namespace
 
 extern const ArchSpec kGemma4Arch;
@@ -327,6 +457,9 @@ const ArchSpec kGemma4Arch{
     .canonical_name = arch::canonical_hf_name,
     .ignorable = gemma4_ignorable,
     .llama_cpp_issues = gemma4_llama_cpp_issues,
+    .gguf_write = {.parameters = gemma4_parameters, .vocab = set_vocab_gemma4},
+    .gguf_read = GgufReadRules{.rope_style = RopeStyle::kHalf, .act = Activation::kGeluTanh, .post_norms = true,
+                               .qk_norm = true, .v_norm = true, .embed_scale_sqrt_d = true, .finish = finish_gemma4},
 };
 
 }  // namespace temper

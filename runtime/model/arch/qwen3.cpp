@@ -1,6 +1,7 @@
 // Qwen 3 (dense): Llama-shaped decoder with an RMSNorm on every q and k head before RoPE
 // (q_norm/k_norm, plain w scaling), explicit head_dim and NeoX RoPE, so no q/k permutation.
 #include "model/arch/common.h"
+#include "model/gguf_kv.h"
 
 namespace temper {
 
@@ -38,6 +39,16 @@ std::vector<LlamaCppIssue> qwen3_llama_cpp_issues(const ModelConfig& cfg, const 
   return arch::rope_freq_factors_issue(cfg, "src/models/qwen3.cpp");
 }
 
+// ---- GGUF: llama.cpp conversion/qwen.py Qwen3Model ---------------------------------------
+// Qwen3 (Qwen2Model.set_gguf_parameters) adds only pooling for embedding models, which temper
+// does not convert.
+
+using namespace gguf_meta;
+
+void qwen3_vocab(ArchKvContext& c) {  // Qwen2Model.set_vocab
+  if (!set_vocab_sentencepiece(c)) set_vocab_gpt2(c);
+}
+
 }  // namespace
 
 extern const ArchSpec kQwen3Arch;
@@ -50,6 +61,8 @@ const ArchSpec kQwen3Arch{
     .canonical_name = arch::canonical_hf_name,
     .ignorable = arch::ignore_rotary_buffers,
     .llama_cpp_issues = qwen3_llama_cpp_issues,
+    .gguf_write = {.parameters = gguf_meta::text_model_parameters, .vocab = qwen3_vocab},
+    .gguf_read = GgufReadRules{.rope_style = RopeStyle::kHalf, .act = Activation::kSilu, .qk_norm = true},
 };
 
 }  // namespace temper

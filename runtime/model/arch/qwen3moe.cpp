@@ -7,6 +7,8 @@
 #include <algorithm>
 
 #include "model/arch/common.h"
+#include "model/gguf_keys.h"
+#include "model/gguf_kv.h"
 
 namespace temper {
 
@@ -102,6 +104,26 @@ std::vector<LlamaCppIssue> qwen3moe_llama_cpp_issues(const ModelConfig& cfg, con
   return issues;
 }
 
+// ---- GGUF: llama.cpp conversion/qwen.py Qwen3MoeModel, src/models/qwen3moe.cpp ----------
+
+using namespace gguf_meta;
+
+void qwen3moe_parameters(ArchKvContext& c) {  // Qwen2MoeModel.set_gguf_parameters
+  text_model_parameters(c);
+  if (const Json* v = c.hp.get("moe_intermediate_size"))
+    c.kv.set(c.key("expert_feed_forward_length"), u32_or_array_of(*v, "moe_intermediate_size"));
+  if (const Json* v = c.hp.get("shared_expert_intermediate_size"))
+    c.kv.set(c.key("expert_shared_feed_forward_length"), u32_of(*v, "shared_expert_intermediate_size"));
+}
+
+// Qwen2MoeModel inherits TextModel.set_vocab (GPT-2 BPE).
+void qwen3moe_vocab(ArchKvContext& c) { set_vocab_gpt2(c); }
+
+// Qwen 3 MoE: the graph renormalises the top-k weights (norm_w = true).
+void finish_qwen3moe(const GgufFile&, const GgufKeys& k, ModelConfig& cfg) {
+  cfg.moe_norm_topk = k.has("expert_weights_norm") ? k.number("expert_weights_norm") != 0 : true;
+}
+
 }  // namespace
 
 extern const ArchSpec kQwen3MoeArch;
@@ -114,6 +136,9 @@ const ArchSpec kQwen3MoeArch{
     .canonical_name = arch::canonical_hf_name,
     .ignorable = arch::ignore_rotary_buffers,
     .llama_cpp_issues = qwen3moe_llama_cpp_issues,
+    .gguf_write = {.parameters = qwen3moe_parameters, .vocab = qwen3moe_vocab},
+    .gguf_read = GgufReadRules{.rope_style = RopeStyle::kHalf, .act = Activation::kSilu, .qk_norm = true,
+                               .finish = finish_qwen3moe},
 };
 
 }  // namespace temper

@@ -1,16 +1,27 @@
-// Shared by gguf_metadata.cpp, gguf_arch_kv.cpp and tokenizer_kv.cpp (not a public header):
-// an ordered KV list with the converter's overwrite rule, and config.json lookups the way
-// llama.cpp's converter does them (conversion/base.py TextModel.find_hparam / hparams.get).
+// What the architecture files need to write GGUF metadata the way llama.cpp's converter does:
+// an ordered KV list with the converter's overwrite rule, config.json lookups as the converter
+// does them (conversion/base.py TextModel.find_hparam / hparams.get), the generic
+// TextModel.set_gguf_parameters and the vocabulary writers (gguf_vocab.cpp). Each architecture's
+// own set_gguf_parameters/set_vocab live in runtime/model/arch/<id>.cpp (ArchSpec::gguf_write);
+// quantize/gguf_metadata.cpp runs them in the converter's order.
 #pragma once
 #include <initializer_list>
 #include <map>
 #include <string>
 #include <string_view>
 
-#include "core/json.h"
-#include "quantize/gguf_metadata.h"
+#include <utility>
+#include <vector>
 
-namespace temper::gguf_meta {
+#include "core/json.h"
+#include "formats/gguf.h"
+#include "model/model_desc.h"
+
+namespace temper {
+
+using GgufKvList = std::vector<std::pair<std::string, GgufValue>>;
+
+namespace gguf_meta {
 
 // GGUFWriter.add_key_value: the kv dict keeps a key at its first position; a later write
 // replaces only the value.
@@ -66,7 +77,7 @@ struct ArchKvContext {
   const Hparams& hp;
   Json rope_parameters;  // TextModel.__init__'s self.rope_parameters (with mirrored globals)
   std::string arch;      // GGUF arch name: the "{arch}." key prefix
-  FileType ftype;
+  uint32_t file_type;    // general.file_type (llama_ftype)
   KvList& kv;
   std::string key(std::string_view suffix) const { return arch + "." + std::string(suffix); }
 };
@@ -74,19 +85,19 @@ struct ArchKvContext {
 // TextModel.set_gguf_parameters (ends with general.file_type).
 void text_model_parameters(ArchKvContext& c);
 
-// Per-architecture hooks (gguf_arch_kv.cpp): set_gguf_parameters and set_vocab.
-struct ArchKv {
-  std::string_view id;  // registry id (ArchSpec::id)
-  void (*set_parameters)(ArchKvContext&);
-  void (*set_vocab)(ArchKvContext&);
-};
-const ArchKv& find_arch_kv(std::string_view id);
+// `v` is present and not JSON null.
+inline bool non_null(const Json* v) { return v && !v->is_null(); }
+// dict.get on a JSON object: nullptr when `obj` is no object or the key is absent or null.
+const Json* get_in(const Json& obj, std::string_view key);
+// hparams.get(key, default): the value even when it is null, `fallback` when absent.
+Json get_or(const Hparams& hp, std::string_view key, Json fallback);
 
-// Vocabulary writers (tokenizer_kv.cpp), named after the converter functions they restate.
+// Vocabulary writers (gguf_vocab.cpp), named after the converter functions they restate.
 // Each returns false where the converter raises FileNotFoundError (the caller tries the next).
 bool set_vocab_sentencepiece(ArchKvContext& c);  // TextModel._set_vocab_sentencepiece
 bool set_vocab_llama_hf(ArchKvContext& c);       // TextModel._set_vocab_llama_hf
 void set_vocab_gpt2(ArchKvContext& c);           // TextModel._set_vocab_gpt2
 void set_vocab_gemma4(ArchKvContext& c);         // Gemma4Model.set_vocab
 
-}  // namespace temper::gguf_meta
+}  // namespace gguf_meta
+}  // namespace temper

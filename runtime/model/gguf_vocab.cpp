@@ -9,16 +9,10 @@
 #include <unordered_map>
 
 #include "core/error.h"
-#include "quantize/gguf_metadata_internal.h"
+#include "model/gguf_kv.h"
 
 namespace temper::gguf_meta {
 namespace {
-
-const Json* get_in(const Json& obj, std::string_view key) {  // dict.get: nullptr if absent/null
-  if (!obj.is_object()) return nullptr;
-  auto it = obj.find(key);
-  return it == obj.end() || it->is_null() ? nullptr : &*it;
-}
 
 Json value_or_null(const Json& obj, std::string_view key) {
   const Json* v = get_in(obj, key);
