@@ -110,41 +110,54 @@ GptqResult gptq_quantize(DType t, const float* w_in, int64_t N, int64_t K, const
   const std::vector<float> Uf(U.begin(), U.end());
   // Batch width: whole ggml blocks, ≥ 128 columns (GPTQ's default blocksize).
   const int64_t B = std::min<int64_t>(K, (std::max(128, bs) + bs - 1) / bs * bs);
-  std::vector<float> W(w_in, w_in + N * K), err(size_t(N * B));
-  std::vector<uint8_t> bytes(rb * size_t(N)), codes(size_t(N * K));
-  for (int64_t i1 = 0; i1 < K; i1 += B) {
-    const int64_t i2 = std::min(K, i1 + B), nb = i2 - i1;
+  // Pass 1 chooses each block's scales from the weights as updated when the block starts; a
+  // later pass from the values its columns had when they were rounded in the pass before (with
+  // the feedback from the block's own columns), closer to what the codes then represent.
+  std::vector<float> seen(size_t(N * K)), scale_src;
+  std::vector<uint8_t> best;
+  double best_error = INFINITY;
+  for (int pass = 0; pass < std::max(1, opt.passes); ++pass) {
+    std::vector<float> W(w_in, w_in + N * K), err(size_t(N * B));
+    std::vector<uint8_t> bytes(rb * size_t(N)), codes(size_t(N * K));
+    for (int64_t i1 = 0; i1 < K; i1 += B) {
+      const int64_t i2 = std::min(K, i1 + B), nb = i2 - i1;
 #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < N; ++r) {
-      float* wr = &W[size_t(r * K)];
-      float a[256], b[256];  // the current block's grid (bs <= 256)
-      for (int64_t i = i1; i < i2; ++i) {
-        const int64_t o = i % bs;
-        uint8_t* block = bytes.data() + size_t(r) * rb + size_t(i / bs) * block_bytes;
-        if (o == 0) {  // scales from the error-updated weights of the whole block
-          quant::quantize_rows(t, wr + i, block, 1, bs, imatrix.data() + i);
-          quant::block_grid(t, block, a, b);
+      for (int64_t r = 0; r < N; ++r) {
+        float* wr = &W[size_t(r * K)];
+        float a[256], b[256];  // the current block's grid (bs <= 256)
+        for (int64_t i = i1; i < i2; ++i) {
+          const int64_t o = i % bs;
+          uint8_t* block = bytes.data() + size_t(r) * rb + size_t(i / bs) * block_bytes;
+          if (o == 0) {  // scales from the error-updated weights of the whole block
+            const float* src = scale_src.empty() ? wr + i : &scale_src[size_t(r * K + i)];
+            quant::quantize_rows(t, src, block, 1, bs, imatrix.data() + i);
+            quant::block_grid(t, block, a, b);
+          }
+          const uint8_t c = nearest_code(wr[i], a[o], b[o], grid.data(), n_codes, uniform);
+          codes[size_t(r * K + i)] = c;
+          seen[size_t(r * K + i)] = wr[i];
+          const float e = (wr[i] - (a[o] * grid[c] + b[o])) / Uf[size_t(i * K + i)];
+          const float* u = &Uf[size_t(i * K)];
+          for (int64_t j = i + 1; j < i2; ++j) wr[j] -= e * u[j];
+          err[size_t(r * nb + (i - i1))] = e;
         }
-        const uint8_t c = nearest_code(wr[i], a[o], b[o], grid.data(), n_codes, uniform);
-        codes[size_t(r * K + i)] = c;
-        const float e = (wr[i] - (a[o] * grid[c] + b[o])) / Uf[size_t(i * K + i)];
-        const float* u = &Uf[size_t(i * K)];
-        for (int64_t j = i + 1; j < i2; ++j) wr[j] -= e * u[j];
-        err[size_t(r * nb + (i - i1))] = e;
       }
+      if (i2 < K)  // W[:, i2:] -= Err · U[i1:i2, i2:]
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(N), int(K - i2), int(nb), -1.0f, err.data(), int(nb),
+                    &Uf[size_t(i1 * K + i2)], int(K), 1.0f, &W[size_t(i2)], int(K));
     }
-    if (i2 < K)  // W[:, i2:] -= Err · U[i1:i2, i2:]
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(N), int(K - i2), int(nb), -1.0f, err.data(), int(nb),
-                  &Uf[size_t(i1 * K + i2)], int(K), 1.0f, &W[size_t(i2)], int(K));
-  }
 #pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < N; ++r)
-    for (int64_t k0 = 0; k0 < K; k0 += bs)
-      quant::set_block_codes(t, bytes.data() + size_t(r) * rb + size_t(k0 / bs) * block_bytes,
-                             {&codes[size_t(r * K + k0)], size_t(bs)});
-  res.error_gptq = output_error(t, w_in, bytes.data(), N, K, h);
+    for (int64_t r = 0; r < N; ++r)
+      for (int64_t k0 = 0; k0 < K; k0 += bs)
+        quant::set_block_codes(t, bytes.data() + size_t(r) * rb + size_t(k0 / bs) * block_bytes,
+                               {&codes[size_t(r * K + k0)], size_t(bs)});
+    const double e = output_error(t, w_in, bytes.data(), N, K, h);
+    if (e < best_error) best_error = e, best = std::move(bytes);
+    scale_src = seen;
+  }
+  res.error_gptq = best_error;
   res.used_gptq = res.error_gptq < res.error_plain;
-  res.bytes = res.used_gptq ? std::move(bytes) : std::move(plain);
+  res.bytes = res.used_gptq ? std::move(best) : std::move(plain);
   return res;
 }
 
