@@ -171,7 +171,7 @@ def forward_llama_qwen(c, w, ids, qk_norm, moe):
             q = rms(q, w(p + "self_attn.q_norm.weight"), eps)
             k = rms(k, w(p + "self_attn.k_norm.weight"), eps)
         q, k = rope(q, pos, inv), rope(k, pos, inv)
-        a = attention(q, k, v, hd ** -0.5, 0)
+        a = attention(q, k, v, hd ** -0.5, c.get("sliding_window") or 0)  # Mistral's window
         x = x + lin(a, w(p + "self_attn.o_proj.weight"))
         h = rms(x, w(p + "post_attention_layernorm.weight"), eps)
         if moe and w.has(p + "mlp.gate.weight"):

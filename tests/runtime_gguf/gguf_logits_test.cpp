@@ -12,6 +12,7 @@
 #include "core/json.h"
 #include "forward/forward.h"
 #include "model/open_model.h"
+#include "model/arch.h"
 #include "quantize/llama_ref_util.h"
 
 namespace temper {
@@ -139,13 +140,16 @@ Agreement agreement(const std::vector<float>& ref, const std::vector<float>& got
 // are interleaved, Gemma 3 norms hold 1 + w already. Exact: integers and f32 values written
 // and read unchanged.
 void expect_same_config(const ModelConfig& gg, const ModelConfig& hf) {
-  EXPECT_EQ(gg.arch, hf.arch);
+  // The GGUF reads back as the architecture that reads its general.architecture (Mistral's is
+  // "llama", read by Llama), with that reader's RoPE layout.
+  const ArchSpec& reader = *find_arch_by_gguf_name(find_arch_by_id(hf.arch)->gguf_arch);
+  EXPECT_EQ(gg.arch, reader.id);
   EXPECT_EQ(gg.d_model, hf.d_model);
   EXPECT_EQ(gg.n_vocab, hf.n_vocab);
   EXPECT_EQ(gg.n_ctx_train, hf.n_ctx_train);
   EXPECT_EQ(gg.norm_eps, hf.norm_eps);
   EXPECT_EQ(gg.norm_weight_offset, 0.0f);
-  EXPECT_EQ(gg.rope_style, hf.arch == "llama" ? RopeStyle::kInterleaved : RopeStyle::kHalf);
+  EXPECT_EQ(gg.rope_style, reader.gguf_read->rope_style);
   EXPECT_EQ(gg.post_norms, hf.post_norms);
   EXPECT_EQ(gg.qk_norm, hf.qk_norm);
   EXPECT_EQ(gg.v_norm, hf.v_norm);
