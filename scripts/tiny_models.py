@@ -348,6 +348,19 @@ def qwen3_config(moe):
     return c
 
 
+# Architectures whose checkpoints are Llama-shaped (the same tensor names and shapes): the tiny
+# config is all they need here. Mistral 7B v0.3 scaled down: GQA, no sliding window (null, as
+# v0.2+ and Nemo ship it; llama.cpp runs Mistral as Llama, with full attention).
+LLAMA_SHAPED = {
+    "mistral": {"architectures": ["MistralForCausalLM"], "model_type": "mistral", "hidden_size": 64,
+                "intermediate_size": 224, "num_hidden_layers": 2, "num_attention_heads": 4,
+                "num_key_value_heads": 2, "head_dim": 16, "vocab_size": VOCAB,
+                "max_position_embeddings": 1024, "rms_norm_eps": 1e-5, "rope_theta": 1000000.0,
+                "sliding_window": None, "hidden_act": "silu", "tie_word_embeddings": False,
+                "bos_token_id": BOS, "eos_token_id": EOS},
+}
+
+
 def build(name):
     """-> (config, tensors). Seeds depend only on the model name."""
     seed = zlib.crc32(name.encode())
@@ -355,6 +368,10 @@ def build(name):
         c = llama_config(tied=name == "llama-tied")
         if name == "llama-wide":  # rows of 256+: every block type applies without fallbacks
             c.update(hidden_size=256, intermediate_size=512, head_dim=64)
+        w = Weights(seed, 1.0)
+        llama_like(w, c)
+    elif name in LLAMA_SHAPED:
+        c = json.loads(json.dumps(LLAMA_SHAPED[name]))
         w = Weights(seed, 1.0)
         llama_like(w, c)
     elif name == "gemma3":
@@ -390,7 +407,7 @@ def build_config(name):
 
 
 MODELS = ["llama", "llama-tied", "llama-wide", "gemma3", "gemma4-e2b", "gemma4-26b-a4b", "gemma4-31b",
-          "qwen3", "qwen3moe"]
+          "qwen3", "qwen3moe"] + list(LLAMA_SHAPED)
 # Variants written only when named with --only: a Gemma 4 without a final softcap, and a config
 # llama.cpp cannot load as HF means it (the compatibility check refuses it).
 EXTRA_MODELS = ["gemma4-e2b-nocap", "gemma4-e2b-sliding-last"]

@@ -12,7 +12,8 @@ namespace temper {
   X(kGemma3Arch)        \
   X(kGemma4Arch)        \
   X(kQwen3Arch)         \
-  X(kQwen3MoeArch)
+  X(kQwen3MoeArch)      \
+  X(kMistralArch)
 
 #define TEMPER_DECLARE_ARCH(name) extern const ArchSpec name;
 TEMPER_ARCHS(TEMPER_DECLARE_ARCH)

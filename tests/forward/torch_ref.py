@@ -342,7 +342,7 @@ def forward(folder, ids):
     if arch.startswith("Gemma3"):
         return forward_gemma3(c, W(t, ["language_model.model.", "model.language_model.", "model."]), ids)
     w = W(t, ["model.", ""])
-    if arch == "LlamaForCausalLM":
+    if arch in ("LlamaForCausalLM", "MistralForCausalLM"):
         return forward_llama_qwen(c, w, ids, qk_norm=False, moe=False)
     if arch == "Qwen3ForCausalLM":
         return forward_llama_qwen(c, w, ids, qk_norm=True, moe=False)
