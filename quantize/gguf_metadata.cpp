@@ -187,13 +187,17 @@ std::string rounded_count(double n) {
 }
 
 // GGUFWriter.get_total_parameter_count + gguf.size_label, from the tensors the config implies
-// as the converter writes them (tied output absent, one generated rope_freqs tensor).
+// as the converter writes them (tied output absent; generated rope_freqs, or LongRoPE's
+// rope_factors_short and rope_factors_long).
 std::string size_label_from_tensors(const ModelDescription& desc, int64_t* total_out) {
   if (!desc.arch) return "";
   int64_t total = 0, shared = 0, expert = 0, n_expert = 0;
-  size_t rope_freqs = 0;
-  for (const LayerConfig& l : desc.config.layers) rope_freqs = std::max(rope_freqs, l.rope_freq_factors.size());
-  total = shared = int64_t(rope_freqs);
+  size_t rope_freqs = 0, rope_long = 0;
+  for (const LayerConfig& l : desc.config.layers) {
+    rope_freqs = std::max(rope_freqs, l.rope_freq_factors.size());
+    rope_long = std::max(rope_long, l.rope_freq_factors_long.size());
+  }
+  total = shared = int64_t(rope_freqs + rope_long);
   for (const ExpectedTensor& t : expected_tensors(*desc.arch, desc.config)) {
     if (!t.required) continue;
     int64_t size = 1;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <utility>
 
 #include "core/error.h"
 #include "core/escape.h"
@@ -30,10 +31,15 @@ bool converter_keeps_f32(const std::string& name, size_t n_dims) {
 std::vector<int64_t> reversed(const std::vector<int64_t>& shape) { return {shape.rbegin(), shape.rend()}; }
 
 // rope_freqs.weight: llama.cpp divides each RoPE frequency by its factor. Llama 3 scaling and
-// Gemma 4's proportional RoPE are expressed this way (runtime/model/config.h).
-std::vector<float> rope_freqs_of(const ModelConfig& cfg) {
-  for (const auto& l : cfg.layers)
-    if (!l.rope_freq_factors.empty()) return l.rope_freq_factors;
+// Gemma 4's proportional RoPE are expressed this way (runtime/model/config.h). With LongRoPE
+// the converter writes rope_factors_long/short.weight instead (Phi3MiniModel.generate_extra_tensors),
+// which llama_model::get_rope_factors picks from by context length.
+std::vector<std::pair<std::string, std::vector<float>>> rope_factor_tensors(const ModelConfig& cfg) {
+  for (const auto& l : cfg.layers) {
+    if (!l.rope_freq_factors_long.empty())
+      return {{"rope_factors_long.weight", l.rope_freq_factors_long}, {"rope_factors_short.weight", l.rope_freq_factors}};
+    if (!l.rope_freq_factors.empty()) return {{"rope_freqs.weight", l.rope_freq_factors}};
+  }
   return {};
 }
 
@@ -130,13 +136,13 @@ std::vector<GgufTensorPlan> plan_gguf_tensors(const OpenedModel& model) {
     by_name[p.name] = plans.size();
     plans.push_back(std::move(p));
   }
-  if (auto freqs = rope_freqs_of(cfg); !freqs.empty()) {
+  for (auto& [name, values] : rope_factor_tensors(cfg)) {
     GgufTensorPlan p;
-    p.name = "rope_freqs.weight";
-    p.ne = {int64_t(freqs.size())};
+    p.name = name;
+    p.ne = {int64_t(values.size())};
     p.base_type = DType::kF32;
     p.quant_class = QuantClass::kKeepF32;
-    p.generated = std::move(freqs);
+    p.generated = std::move(values);
     plans.push_back(std::move(p));
   }
   return in_llama_order(std::move(plans));

@@ -67,6 +67,12 @@ double LoraModel::run(const Batch& batch, float grad_scale, bool backward) {
                  batch.tokens[t], " is outside the vocabulary (", w.token_embd.rows, ")");
     TEMPER_CHECK(batch.targets[t] < w.output.rows, "target id ", batch.targets[t],
                  " is outside the vocabulary (", w.output.rows, ")");
+    // The rotations use LongRoPE's short factors (LoraModel), HF's choice for an example of at
+    // most rope_long_after tokens; a longer one would need the long factors.
+    for (const LayerConfig& L : cfg.layers)
+      TEMPER_CHECK(L.rope_freq_factors_long.empty() || batch.positions[t] < L.rope_long_after,
+                   "training example longer than the ", L.rope_long_after,
+                   " tokens LongRoPE's short factors cover (original_max_position_embeddings)");
   }
   const int H = cfg.d_model, r = cfg_.rank, P = cfg.ple_dim;
   const int64_t nH = n * H, ple_w = int64_t(cfg.n_layer) * P;

@@ -198,10 +198,9 @@ LoraModel::LoraModel(const forward::Model& base, const LoraConfig& cfg)
         add_pair(l, Target(t), e, m);
       }
     }
-    work_->rope.push_back(forward::make_rope_params(mc.rope_style, mc.layers[l].head_dim,
-                                              mc.layers[l].n_rot, mc.layers[l].rope_theta,
-                                              mc.layers[l].rope_freq_factors,
-                                              mc.layers[l].rope_pos_scale));
+    // LongRoPE's short factors: HF's for an example of at most original_max_position_embeddings
+    // tokens (LoraModel::run refuses longer ones).
+    work_->rope.push_back(forward::make_rope_params(mc.rope_style, mc.layers[l], 0));
   }
   for (Target t : cfg.targets) {
     bool any = false;

@@ -105,6 +105,22 @@ void write_config(const Ctx& c, hid_t root, const ModelDescription& d) {
   }
   h5::write_array(c, lg.get(), "rope_freq_factors", H5T_IEEE_F32LE, factors.data(), factors.size());
   h5::write_array(c, lg.get(), "rope_freq_factors_count", H5T_STD_I32LE, counts.data(), counts.size());
+  // LongRoPE, only when a layer uses it (checkpoints without it stay as they were).
+  bool longrope = false;
+  for (const auto& l : cfg.layers) longrope = longrope || !l.rope_freq_factors_long.empty() || l.rope_attn_factor != 1;
+  if (!longrope) return;
+  std::vector<float> long_factors, attn_factors;
+  std::vector<int32_t> long_counts, long_after;
+  for (const auto& l : cfg.layers) {
+    long_factors.insert(long_factors.end(), l.rope_freq_factors_long.begin(), l.rope_freq_factors_long.end());
+    long_counts.push_back(int32_t(l.rope_freq_factors_long.size()));
+    long_after.push_back(l.rope_long_after);
+    attn_factors.push_back(l.rope_attn_factor);
+  }
+  h5::write_array(c, lg.get(), "rope_freq_factors_long", H5T_IEEE_F32LE, long_factors.data(), long_factors.size());
+  h5::write_array(c, lg.get(), "rope_freq_factors_long_count", H5T_STD_I32LE, long_counts.data(), long_counts.size());
+  h5::write_array(c, lg.get(), "rope_long_after", H5T_STD_I32LE, long_after.data(), long_after.size());
+  h5::write_array(c, lg.get(), "rope_attn_factor", H5T_IEEE_F32LE, attn_factors.data(), attn_factors.size());
 }
 
 void write_tokenizer(const Ctx& c, hid_t root, const TokenizerAssets& t) {

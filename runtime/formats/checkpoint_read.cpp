@@ -85,6 +85,26 @@ struct ColumnReader {
   }
 };
 
+// A ragged per-layer list: `name` holds the layers' values concatenated, `name`_count how many
+// belong to each layer.
+void read_ragged(const Ctx& c, hid_t lg, const ColumnReader& columns, const std::string& name,
+                 std::vector<float> LayerConfig::*member) {
+  auto values = h5::read_f32s(c, lg, name.c_str());
+  const std::string count_name = name + "_count";
+  auto counts = h5::read_i32s(c, lg, count_name.c_str());
+  columns.check_len(count_name.c_str(), counts.size());
+  size_t at = 0;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    if (counts[i] < 0 || uint64_t(counts[i]) > values.size() - at)
+      c.fail("/config/layers/" + count_name,
+             cat("layer ", i, " count ", counts[i], " overruns the ", values.size(), " stored values"));
+    columns.layers[i].*member = std::vector<float>(values.begin() + at, values.begin() + at + counts[i]);
+    at += size_t(counts[i]);
+  }
+  if (at != values.size())
+    c.fail("/config/layers/" + name, cat("has ", values.size(), " values but the counts sum to ", at));
+}
+
 void read_config(const Ctx& c, hid_t root, ModelDescription& d) {
   ModelConfig& cfg = d.config;
   Id g = h5::open_group(c, root, "config");
@@ -96,19 +116,12 @@ void read_config(const Ctx& c, hid_t root, ModelDescription& d) {
   cfg.layers.assign(size_t(cfg.n_layer), LayerConfig{});
   ColumnReader columns{c, lg.get(), cfg.layers};
   ckpt::visit_layer_fields(columns);
-  auto factors = h5::read_f32s(c, lg.get(), "rope_freq_factors");
-  auto counts = h5::read_i32s(c, lg.get(), "rope_freq_factors_count");
-  columns.check_len("rope_freq_factors_count", counts.size());
-  size_t at = 0;
-  for (size_t i = 0; i < counts.size(); ++i) {
-    if (counts[i] < 0 || uint64_t(counts[i]) > factors.size() - at)
-      c.fail("/config/layers/rope_freq_factors_count",
-             cat("layer ", i, " count ", counts[i], " overruns the ", factors.size(), " stored factors"));
-    cfg.layers[i].rope_freq_factors.assign(factors.begin() + at, factors.begin() + at + counts[i]);
-    at += size_t(counts[i]);
-  }
-  if (at != factors.size())
-    c.fail("/config/layers/rope_freq_factors", cat("has ", factors.size(), " values but the counts sum to ", at));
+  read_ragged(c, lg.get(), columns, "rope_freq_factors", &LayerConfig::rope_freq_factors);
+  // LongRoPE: written only by checkpoints that use it.
+  if (!h5::link_exists(lg.get(), "rope_freq_factors_long")) return;
+  read_ragged(c, lg.get(), columns, "rope_freq_factors_long", &LayerConfig::rope_freq_factors_long);
+  columns("rope_long_after", &LayerConfig::rope_long_after);
+  columns("rope_attn_factor", &LayerConfig::rope_attn_factor);
 }
 
 void read_tokenizer(const Ctx& c, hid_t root, TokenizerAssets& t) {

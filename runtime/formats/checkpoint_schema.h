@@ -53,7 +53,9 @@ void visit_model_fields(V&& v) {
 }
 
 // Per-layer 1-D datasets in /config/layers, each of length n_layer. rope_freq_factors is
-// ragged and handled apart (values concatenated + per-layer counts).
+// ragged and handled apart (values concatenated + per-layer counts), as are the LongRoPE
+// fields (rope_freq_factors_long, rope_long_after, rope_attn_factor), which only checkpoints
+// using LongRoPE hold (checkpoint.cpp, checkpoint_read.cpp).
 template <typename V>
 void visit_layer_fields(V&& v) {
   v("n_head", &LayerConfig::n_head);

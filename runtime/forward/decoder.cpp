@@ -179,8 +179,7 @@ Session::Session(const Model& model, int n_ctx)
   st_->v_cache.resize(cfg.n_layer);
   for (int l = 0; l < cfg.n_layer; ++l) {
     const LayerConfig& L = cfg.layers[l];
-    st_->rope.push_back(make_rope_params(cfg.rope_style, L.head_dim, L.n_rot, L.rope_theta,
-                                         L.rope_freq_factors, L.rope_pos_scale));
+    st_->rope.push_back(make_rope_params(cfg.rope_style, L, n_ctx));
     if (kv_source(cfg, l) != l) continue;
     const size_t n = size_t(n_ctx) * L.n_head_kv * L.head_dim;
     st_->k_cache[l].resize(n);

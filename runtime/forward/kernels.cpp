@@ -45,6 +45,13 @@ RopeParams make_rope_params(RopeStyle style, int head_dim, int n_rot, float thet
   return p;
 }
 
+RopeParams make_rope_params(RopeStyle style, const LayerConfig& layer, int n_ctx) {
+  RopeParams p = make_rope_params(style, layer.head_dim, layer.n_rot, layer.rope_theta,
+                                  rope_factors_for(layer, n_ctx), layer.rope_pos_scale);
+  p.mscale = layer.rope_attn_factor;
+  return p;
+}
+
 void rope_forward(float* x, const int32_t* positions, int64_t n_tokens, int n_head,
                   int64_t row_stride, const RopeParams& p) {
   const int half = p.n_rot / 2;
@@ -57,8 +64,8 @@ void rope_forward(float* x, const int32_t* positions, int64_t n_tokens, int n_he
     std::vector<float> cs(2 * half);
     for (int j = 0; j < half; ++j) {
       const double angle = pos * p.inv_freq[j];
-      cs[2 * j] = float(std::cos(angle));
-      cs[2 * j + 1] = float(std::sin(angle));
+      cs[2 * j] = float(std::cos(angle)) * p.mscale;
+      cs[2 * j + 1] = float(std::sin(angle)) * p.mscale;
     }
     for (int h = 0; h < n_head; ++h) {
       float* v = x + t * row_stride + int64_t(h) * p.head_dim;

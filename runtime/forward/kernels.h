@@ -26,10 +26,14 @@ struct RopeParams {
   int n_rot = 0;                 // leading dims that rotate (even, <= head_dim)
   float pos_scale = 1;           // positions are multiplied by this
   std::vector<double> inv_freq;  // n_rot/2 entries: theta^(-2j/n_rot) / freq_factor_j
+  float mscale = 1;              // cos and sin are multiplied by this (rotated dims only)
 };
 // theta^(-2j/n_rot) / factors[j] for j < n_rot/2 (factors empty = all 1), in double.
 RopeParams make_rope_params(RopeStyle style, int head_dim, int n_rot, float theta,
                             const std::vector<float>& factors, float pos_scale);
+// The RoPE `layer` applies in a context of n_ctx tokens: its factors by rope_factors_for
+// (LongRoPE's long ones past rope_long_after) and its attention factor as mscale.
+RopeParams make_rope_params(RopeStyle style, const LayerConfig& layer, int n_ctx);
 
 // Rotates every head of every token in place. kHalf pairs dim j with j + R/2 (HF rotate_half);
 // kInterleaved pairs 2j with 2j+1 (GGUF's NORM rope type). Dims >= R pass through.

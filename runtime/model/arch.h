@@ -37,6 +37,9 @@ enum class TensorRole : uint8_t {
   kTokenEmbd, kOutputNorm, kOutput,
   kAttnNorm, kAttnQ, kAttnK, kAttnV, kAttnOut, kAttnQNorm, kAttnKNorm, kPostAttnNorm,
   kFfnNorm, kFfnGate, kFfnUp, kFfnDown, kPostFfnNorm,
+  // Fused dense projections, bound as row blocks: q, k, v rows (n_head*hd, n_head_kv*hd,
+  // n_head_kv*hd) stacked; gate rows then up rows (d_ff each).
+  kAttnQkv, kFfnGateUp,
   // MoE
   kFfnGateInp, kFfnGateInpScale, kFfnGateExps, kFfnUpExps, kFfnDownExps, kFfnGateUpExps,
   kFfnDownExpsScale, kFfnPreNorm2, kFfnPostNorm1, kFfnPostNorm2,

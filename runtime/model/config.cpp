@@ -26,6 +26,18 @@ void validate_layer(const ModelConfig& cfg, int i) {
                " entries, expected n_rot/2 = ", l.n_rot / 2);
   for (float f : l.rope_freq_factors)
     TEMPER_CHECK(f > 0 && !std::isnan(f), where(), "rope_freq_factors must be > 0, got ", f);
+  if (!l.rope_freq_factors_long.empty()) {
+    TEMPER_CHECK(static_cast<int>(l.rope_freq_factors_long.size()) == l.n_rot / 2, where(),
+                 "rope_freq_factors_long has ", l.rope_freq_factors_long.size(),
+                 " entries, expected n_rot/2 = ", l.n_rot / 2);
+    TEMPER_CHECK(l.rope_long_after > 0, where(), "long RoPE factors need rope_long_after > 0, got ",
+                 l.rope_long_after);
+  }
+  for (float f : l.rope_freq_factors_long)
+    TEMPER_CHECK(f > 0 && !std::isnan(f), where(), "rope_freq_factors_long must be > 0, got ", f);
+  TEMPER_CHECK(l.rope_long_after >= 0, where(), "rope_long_after must be >= 0, got ", l.rope_long_after);
+  TEMPER_CHECK(l.rope_attn_factor > 0 && std::isfinite(l.rope_attn_factor), where(),
+               "rope_attn_factor must be > 0, got ", l.rope_attn_factor);
   TEMPER_CHECK(l.rope_theta > 0 && std::isfinite(l.rope_theta), where(),
                "rope_theta must be > 0, got ", l.rope_theta);
   TEMPER_CHECK(l.rope_pos_scale > 0 && std::isfinite(l.rope_pos_scale), where(),
@@ -60,6 +72,11 @@ void validate_layer(const ModelConfig& cfg, int i) {
 }
 
 }  // namespace
+
+const std::vector<float>& rope_factors_for(const LayerConfig& layer, int n_ctx) {
+  const bool use_long = !layer.rope_freq_factors_long.empty() && n_ctx > layer.rope_long_after;
+  return use_long ? layer.rope_freq_factors_long : layer.rope_freq_factors;
+}
 
 void validate_config(const ModelConfig& cfg) {
   TEMPER_CHECK(!cfg.arch.empty(), "config: arch is empty");

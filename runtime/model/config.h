@@ -27,6 +27,12 @@ struct LayerConfig {
   // Llama 3 "llama3" scaling and Gemma 4 "proportional" RoPE are expressed this way.
   std::vector<float> rope_freq_factors;
   float rope_pos_scale = 1;  // positions are multiplied by this (HF "linear" scaling: 1/factor)
+  // LongRoPE (HF "longrope", llama.cpp rope_factors_long/short): a context longer than
+  // rope_long_after tokens divides by these factors instead of rope_freq_factors (which then
+  // hold the short ones). Empty = no long factors. See rope_factors_for.
+  std::vector<float> rope_freq_factors_long;
+  int rope_long_after = 0;     // HF original_max_position_embeddings; > 0 with long factors
+  float rope_attn_factor = 1;  // cos and sin are multiplied by this (LongRoPE attention factor)
   int kv_source_layer = -1;  // layer whose K/V this layer uses (== own index if it owns KV)
   bool k_eq_v = false;       // V is the raw K projection (Gemma 4 full layers without v_proj)
   FfnKind ffn = FfnKind::kDense;
@@ -58,6 +64,11 @@ struct ModelConfig {
   int bos_token_id = -1, eos_token_id = -1, pad_token_id = -1;
   std::vector<LayerConfig> layers;  // n_layer entries
 };
+
+// The frequency divisors a context of n_ctx tokens uses in `layer`: the long LongRoPE factors
+// when it has them and n_ctx > rope_long_after (llama.cpp's rule, llama_model::get_rope_factors,
+// and HF's for one full-sequence forward of n_ctx tokens), else rope_freq_factors.
+const std::vector<float>& rope_factors_for(const LayerConfig& layer, int n_ctx);
 
 // Throws Error naming the first inconsistent field (e.g. head_dim * n_head mismatch).
 void validate_config(const ModelConfig& cfg);

@@ -7,6 +7,7 @@
 #pragma once
 #include <initializer_list>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -98,6 +99,13 @@ bool set_vocab_sentencepiece(ArchKvContext& c);  // TextModel._set_vocab_sentenc
 bool set_vocab_llama_hf(ArchKvContext& c);       // TextModel._set_vocab_llama_hf
 void set_vocab_gpt2(ArchKvContext& c);           // TextModel._set_vocab_gpt2
 void set_vocab_gemma4(ArchKvContext& c);         // Gemma4Model.set_vocab
+// For architectures whose converter class builds its own token table: add_token_list,
+// add_token_scores (when `scores` is not null) and add_token_types; then gguf-py's
+// SpecialVocab(dir, load_merges, n_vocab).add_to_gguf (special ids, add_*_token flags,
+// merges, chat template).
+void add_token_list(ArchKvContext& c, const std::vector<std::string>& tokens, const std::vector<float>* scores,
+                    const std::vector<int32_t>& types);
+void add_special_vocab(ArchKvContext& c, bool load_merges, std::optional<size_t> n_vocab);
 
 }  // namespace gguf_meta
 }  // namespace temper

@@ -151,8 +151,19 @@ ModelConfig read_config(const GgufFile& f, const ArchSpec& spec) {
                  "' is not supported (linear, none are)");
   }
   const double rope_factor = k.number("rope.scaling.factor", 0.0);
-  std::vector<float> freqs;
-  if (const TensorInfo* t = k.tensor("rope_freqs.weight")) freqs = k.tensor_f32(*t);
+  // llama_model::get_rope_factors: rope_freqs when the file has it, else LongRoPE's
+  // rope_factors_long past the original context (rope.scaling.original_context_length, default
+  // context_length) and rope_factors_short up to it. llama.cpp scales cos and sin by
+  // rope.scaling.attn_factor for every architecture.
+  std::vector<float> freqs, long_freqs;
+  if (const TensorInfo* t = k.tensor("rope_freqs.weight")) {
+    freqs = k.tensor_f32(*t);
+  } else {
+    if (const TensorInfo* t = k.tensor("rope_factors_long.weight")) long_freqs = k.tensor_f32(*t);
+    if (const TensorInfo* t = k.tensor("rope_factors_short.weight")) freqs = k.tensor_f32(*t);
+  }
+  const int n_ctx_orig = k.integer("rope.scaling.original_context_length", cfg.n_ctx_train);
+  const float attn_factor = float(k.number("rope.scaling.attn_factor", 1.0));
   for (int il = 0; il < n; ++il) {
     LayerConfig l;
     l.n_head = int(n_head[size_t(il)]);
@@ -164,6 +175,9 @@ ModelConfig read_config(const GgufFile& f, const ArchSpec& spec) {
     l.n_rot = k.integer("rope.dimension_count", l.head_dim);
     l.rope_theta = float(k.number("rope.freq_base", 10000.0));
     l.rope_freq_factors = freqs;
+    l.rope_freq_factors_long = long_freqs;
+    if (!long_freqs.empty()) l.rope_long_after = n_ctx_orig;
+    l.rope_attn_factor = attn_factor;
     l.rope_pos_scale = rope_factor == 0 ? 1.0f : float(1.0 / rope_factor);
     l.d_ff = int(d_ff[size_t(il)]);
     l.kv_source_layer = il;

@@ -464,6 +464,17 @@ void set_vocab_gpt2(ArchKvContext& c) {
   SpecialVocab(c.desc, true, std::nullopt).add_to(c.kv);
 }
 
+void add_token_list(ArchKvContext& c, const std::vector<std::string>& tokens, const std::vector<float>* scores,
+                    const std::vector<int32_t>& types) {
+  TEMPER_CHECK(types.size() == tokens.size() && (!scores || scores->size() == tokens.size()),
+               "token list: ", tokens.size(), " tokens but ", types.size(), " types");
+  add_vocab(c.kv, Vocab{tokens, scores ? *scores : std::vector<float>{}, types}, scores != nullptr);
+}
+
+void add_special_vocab(ArchKvContext& c, bool load_merges, std::optional<size_t> n_vocab) {
+  SpecialVocab(c.desc, load_merges, n_vocab).add_to(c.kv);
+}
+
 void set_vocab_gemma4(ArchKvContext& c) {
   const TokenizerAssets& t = c.desc.tokenizer;
   TEMPER_CHECK(!t.tokenizer_json.empty(), "Gemma 4 needs tokenizer.json");

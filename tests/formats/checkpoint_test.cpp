@@ -223,6 +223,9 @@ void expect_config_equal(const ModelConfig& a, const ModelConfig& b) {
     EXPECT_EQ(x.n_rot, y.n_rot);
     EXPECT_EQ(x.rope_freq_factors, y.rope_freq_factors);
     EXPECT_EQ(x.rope_pos_scale, y.rope_pos_scale);
+    EXPECT_EQ(x.rope_freq_factors_long, y.rope_freq_factors_long);
+    EXPECT_EQ(x.rope_long_after, y.rope_long_after);
+    EXPECT_EQ(x.rope_attn_factor, y.rope_attn_factor);
     EXPECT_EQ(x.kv_source_layer, y.kv_source_layer);
     EXPECT_EQ(x.k_eq_v, y.k_eq_v);
     EXPECT_EQ(x.ffn, y.ffn);
@@ -316,6 +319,33 @@ INSTANTIATE_TEST_SUITE_P(Levels, CheckpointRoundTrip, ::testing::Combine(::testi
                            return std::string(std::get<0>(info.param) ? "zstd3" : "uncompressed") +
                                   (std::get<1>(info.param) ? "_pieces" : "_whole");
                          });
+
+// LongRoPE's per-layer fields (long factors, ragged like rope_freq_factors; the original
+// context; the attention factor) round-trip, and are written only when a layer uses them, so
+// checkpoints without LongRoPE keep their layout.
+TEST(CheckpointLongRope, FieldsRoundTripAndAreAbsentWhenUnused) {
+  TempDir dir;
+  ModelDescription desc = make_description();
+  for (size_t i = 0; i < desc.config.layers.size(); ++i) {
+    LayerConfig& l = desc.config.layers[i];
+    if (i != 1) l.rope_freq_factors_long.assign(size_t(l.n_rot / 2), 3.5f + float(i));
+    l.rope_long_after = i != 1 ? 4096 : 0;
+    l.rope_attn_factor = 1.1902381f;
+  }
+  write_checkpoint(dir / "long.h5", 0, desc, make_tensors(), false);
+  expect_description_equal(CheckpointReader(dir / "long.h5", CheckpointCheck::kLayoutOnly).description(), desc);
+
+  write_checkpoint(dir / "plain.h5", 0, make_description(), make_tensors(), false);
+  const ModelDescription plain = CheckpointReader(dir / "plain.h5", CheckpointCheck::kLayoutOnly).description();
+  for (const LayerConfig& l : plain.config.layers) {
+    EXPECT_TRUE(l.rope_freq_factors_long.empty());
+    EXPECT_EQ(l.rope_attn_factor, 1.0f);
+  }
+  const std::string bytes = test::read_file(dir / "plain.h5");
+  EXPECT_EQ(bytes.find("rope_freq_factors_long"), std::string::npos);
+  EXPECT_EQ(bytes.find("rope_attn_factor"), std::string::npos);
+  EXPECT_NE(test::read_file(dir / "long.h5").find("rope_freq_factors_long"), std::string::npos);
+}
 
 test::RunResult run_h5py(const std::string& file, const std::string& plugin_dir) {
   return test::run_shell(cat("HDF5_PLUGIN_PATH='", plugin_dir, "' ", TEMPER_PYTHON, " ", test::source_dir(),

@@ -93,6 +93,62 @@ TEST(ForwardKernels, RopeMatchesReference) {
       }
 }
 
+// LongRoPE as a layer states it: the long factors only for a context longer than
+// rope_long_after, and the attention factor scaling the rotated dims (HF multiplies cos and sin
+// by it; llama.cpp's ggml_rope_ext by attn_factor) while pass-through dims stay as they are.
+TEST(ForwardKernels, LongRopeFactorsAndAttentionFactor) {
+  LayerConfig L;
+  L.head_dim = 16;
+  L.n_rot = 12;  // partial rotary: dims 12..15 pass through
+  L.rope_theta = 10000;
+  for (int j = 0; j < 6; ++j) {
+    L.rope_freq_factors.push_back(1.0f + 0.25f * j);
+    L.rope_freq_factors_long.push_back(2.0f + 3.0f * j);
+  }
+  L.rope_long_after = 64;
+  L.rope_attn_factor = 1.25f;
+  EXPECT_EQ(&rope_factors_for(L, 64), &L.rope_freq_factors);
+  EXPECT_EQ(&rope_factors_for(L, 65), &L.rope_freq_factors_long);
+  LayerConfig no_long = L;
+  no_long.rope_freq_factors_long.clear();
+  EXPECT_EQ(&rope_factors_for(no_long, 1 << 20), &no_long.rope_freq_factors);
+
+  const int T = 4, NH = 2, HD = L.head_dim;
+  const std::vector<int32_t> pos = {0, 3, 50, 63};
+  const auto x = randn(size_t(T) * NH * HD, 41);
+  for (int n_ctx : {64, 65}) {
+    const RopeParams p = make_rope_params(RopeStyle::kHalf, L, n_ctx);
+    EXPECT_EQ(p.mscale, 1.25f);
+    const auto& factors = n_ctx > 64 ? L.rope_freq_factors_long : L.rope_freq_factors;
+    for (int j = 0; j < 6; ++j)
+      EXPECT_DOUBLE_EQ(p.inv_freq[j], std::pow(10000.0, -2.0 * j / 12) / factors[j]) << n_ctx << " " << j;
+    RopeParams unscaled = p;
+    unscaled.mscale = 1;
+    auto got = x, plain = x, want = x;
+    rope_forward(got.data(), pos.data(), T, NH, int64_t(NH) * HD, p);
+    rope_forward(plain.data(), pos.data(), T, NH, int64_t(NH) * HD, unscaled);
+    ref::rope_forward(want.data(), pos.data(), T, NH, int64_t(NH) * HD, p);
+    double mx = 0;
+    for (float v : x) mx = std::max(mx, double(std::fabs(v)));
+    expect_within(got, want, std::vector<double>(x.size(), 4 * kEps * 2 * 1.25 * mx), "scaled rope");
+    for (int t = 0; t < T; ++t)
+      for (int h = 0; h < NH; ++h)
+        for (int i = 0; i < HD; ++i) {
+          const size_t k = (size_t(t) * NH + h) * HD + i;
+          if (i >= L.n_rot) {
+            ASSERT_EQ(got[k], x[k]);
+          } else {
+            // Scaling rounded c and s once more: within 2 eps of 1.25 times the unscaled result.
+            EXPECT_NEAR(got[k], 1.25 * plain[k], 4 * kEps * 2 * 1.25 * mx) << k;
+          }
+        }
+    // The scale is there: rotated dims grow by 1.25 in norm, which the bound above could not hide.
+    double n_got = 0, n_x = 0;
+    for (int i = 0; i < L.n_rot; ++i) n_got += double(got[i]) * got[i], n_x += double(x[i]) * x[i];
+    EXPECT_NEAR(std::sqrt(n_got / n_x), 1.25, 1e-5);
+  }
+}
+
 TEST(ForwardKernels, SoftmaxActivationsSoftcapMatchReference) {
   for (int n : {1, 3, 31, 1000}) {
     auto x = randn(size_t(4) * n, 3 + n, 3.0f);

@@ -5,6 +5,8 @@
 
 #include <cmath>
 #include <fstream>
+#include <map>
+#include <cstring>
 
 #include "core/error.h"
 #include "core/file.h"
@@ -196,6 +198,126 @@ TEST(ForwardStories260K, ScratchReadingSourceGivesIdenticalLogits) {
   EXPECT_EQ(model->weights().owned.size(), mapped.src->tensors().size());
   Session a(*mapped.model, 64), b(*model, 64);
   EXPECT_EQ(a.eval(ids), b.eval(ids));
+}
+
+// Fused projections (TensorRole::kAttnQkv, kFfnGateUp; Phi-3's qkv_proj and gate_up_proj):
+// stories260K's q/k/v and gate/up rows stacked into one tensor each, under a copy of the Llama
+// table with fused rows, bind as row views of the one tensor and give the split model's logits.
+class FusingSource : public TensorSource {
+ public:
+  FusingSource(const TensorSource& split, int n_layer) {
+    auto bytes = [&](const std::string& name) {
+      std::vector<uint8_t> scratch;
+      const TensorInfo* t = split.find(name);
+      EXPECT_NE(t, nullptr) << name;
+      const auto s = split.read(*t, scratch);
+      return std::pair{*t, std::vector<uint8_t>(s.begin(), s.end())};
+    };
+    auto fuse = [&](const std::string& name, const std::vector<std::string>& parts) {
+      TensorInfo info = bytes(parts[0]).first;
+      info.name = name;
+      info.shape[0] = 0;
+      std::vector<uint8_t> all;
+      for (const auto& p : parts) {
+        auto [t, b] = bytes(p);
+        info.shape[0] += t.shape[0];
+        all.insert(all.end(), b.begin(), b.end());
+      }
+      info.nbytes = all.size();
+      add(info, std::move(all));
+    };
+    for (const TensorInfo& t : split.tensors()) {
+      const bool fused_part = t.name.find("_proj") != std::string::npos &&
+                              (t.name.find(".q_proj") != std::string::npos || t.name.find(".k_proj") != std::string::npos ||
+                               t.name.find(".v_proj") != std::string::npos || t.name.find(".gate_proj") != std::string::npos ||
+                               t.name.find(".up_proj") != std::string::npos);
+      if (!fused_part) add(t, bytes(t.name).second);
+    }
+    for (int l = 0; l < n_layer; ++l) {
+      const std::string p = "model.layers." + std::to_string(l);
+      fuse(p + ".self_attn.qkv_proj.weight",
+           {p + ".self_attn.q_proj.weight", p + ".self_attn.k_proj.weight", p + ".self_attn.v_proj.weight"});
+      fuse(p + ".mlp.gate_up_proj.weight", {p + ".mlp.gate_proj.weight", p + ".mlp.up_proj.weight"});
+    }
+  }
+  const std::vector<TensorInfo>& tensors() const override { return infos_; }
+  std::span<const uint8_t> read(const TensorInfo& t, std::vector<uint8_t>&) const override {
+    return data_.at(t.name);
+  }
+
+ private:
+  void add(const TensorInfo& t, std::vector<uint8_t> b) {
+    infos_.push_back(t);
+    data_.emplace(t.name, std::move(b));
+  }
+  std::vector<TensorInfo> infos_;
+  std::map<std::string, std::vector<uint8_t>> data_;
+};
+
+TEST(ForwardFusedProjections, BindAsRowViewsAndMatchSplitLogits) {
+  const std::vector<int32_t> ids = meta_tokens();
+  Loaded split = load("f32");
+  const ModelDescription split_desc = load_hf_description(test::fixture("model/stories260K-hf-f32"));
+  const ModelConfig& cfg = split_desc.config;
+
+  std::vector<TensorSpec> table;
+  for (const TensorSpec& t : split_desc.arch->tensors) {
+    const TensorRole r = t.role;
+    if (r != TensorRole::kAttnQ && r != TensorRole::kAttnK && r != TensorRole::kAttnV && r != TensorRole::kFfnGate &&
+        r != TensorRole::kFfnUp)
+      table.push_back(t);
+  }
+  table.push_back({.role = TensorRole::kAttnQkv, .hf_name = "model.layers.{L}.self_attn.qkv_proj.weight",
+                   .gguf_name = "blk.{L}.attn_qkv.weight", .flags = kPerLayer, .quant_class = QuantClass::kAttnQkv,
+                   .shape = [](const ModelConfig& c, int l) -> std::vector<int64_t> {
+                     const LayerConfig& L = c.layers[l];
+                     return {int64_t(L.n_head + 2 * L.n_head_kv) * L.head_dim, c.d_model};
+                   }});
+  table.push_back({.role = TensorRole::kFfnGateUp, .hf_name = "model.layers.{L}.mlp.gate_up_proj.weight",
+                   .gguf_name = "blk.{L}.ffn_up.weight", .flags = kPerLayer, .quant_class = QuantClass::kFfnUp,
+                   .shape = [](const ModelConfig& c, int l) -> std::vector<int64_t> {
+                     return {2 * int64_t(c.layers[l].d_ff), c.d_model};
+                   }});
+  ArchSpec fused_arch = *split_desc.arch;
+  fused_arch.tensors = table;
+  ModelDescription fused_desc = split_desc;
+  fused_desc.arch = &fused_arch;
+
+  FusingSource fusing(*split.src, cfg.n_layer);
+  auto fused = Model::load(fusing, fused_desc);
+  for (int l = 0; l < cfg.n_layer; ++l) {
+    const LayerWeights& F = fused->weights().layers[l];
+    const LayerWeights& S = split.model->weights().layers[l];
+    const LayerConfig& L = cfg.layers[l];
+    // Row blocks of one tensor, in q, k, v and gate, up order, each the split tensor's shape.
+    EXPECT_EQ(F.wk.data, F.wq.data + F.wq.row_bytes * L.n_head * L.head_dim);
+    EXPECT_EQ(F.wv.data, F.wk.data + F.wk.row_bytes * L.n_head_kv * L.head_dim);
+    EXPECT_EQ(F.ffn_up.data, F.ffn_gate.data + F.ffn_gate.row_bytes * L.d_ff);
+    const std::pair<const Matrix*, const Matrix*> blocks[] = {
+        {&F.wq, &S.wq}, {&F.wk, &S.wk}, {&F.wv, &S.wv}, {&F.ffn_gate, &S.ffn_gate}, {&F.ffn_up, &S.ffn_up}};
+    for (auto [f, s] : blocks) {
+      EXPECT_EQ(f->rows, s->rows);
+      EXPECT_EQ(f->cols, s->cols);
+      EXPECT_EQ(std::memcmp(f->data, s->data, s->row_bytes * size_t(s->rows)), 0);
+    }
+    // The whole tensor is named once, by its first block.
+    const MatrixName* qkv = find_matrix(fused->weights(), F.wq);
+    ASSERT_NE(qkv, nullptr);
+    EXPECT_EQ(qkv->gguf_name, "blk." + std::to_string(l) + ".attn_qkv.weight");
+    EXPECT_EQ(find_matrix(fused->weights(), F.wk), nullptr);
+  }
+  Session a(*split.model, 64), b(*fused, 64);
+  const std::vector<float> want = a.eval(ids), got = b.eval(ids);
+  ASSERT_EQ(got.size(), want.size());
+  double max_abs = 0, max_err = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    max_abs = std::max(max_abs, double(std::fabs(want[i])));
+    max_err = std::max(max_err, double(std::fabs(got[i] - want[i])));
+  }
+  // The same values in the same order: only a GEMM's choice of kernel by output width could
+  // round differently, so 1e-6 of the largest logit.
+  EXPECT_LE(max_err, 1e-6 * max_abs);
+
 }
 
 }  // namespace

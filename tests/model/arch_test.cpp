@@ -125,14 +125,17 @@ TEST(ArchRegistry, EveryArchResolvesATinyConfig) {
     // The tiny configs switch on every feature, so every row of the table is used.
     EXPECT_EQ(specs_used.size(), arch->tensors.size());
     // Plausible shapes: the embedding is [vocab, hidden]; every layer has a q projection of
-    // [n_head * head_dim, hidden].
+    // [n_head * head_dim, hidden], or q, k and v fused (kAttnQkv) into
+    // [(n_head + 2 * n_head_kv) * head_dim, hidden].
     EXPECT_EQ(expected.front().spec->role, TensorRole::kTokenEmbd);
     EXPECT_EQ(expected.front().shape, (std::vector<int64_t>{cfg.n_vocab, cfg.d_model}));
     int n_q = 0;
     for (const ExpectedTensor& t : expected) {
-      if (t.spec->role != TensorRole::kAttnQ) continue;
+      const bool fused = t.spec->role == TensorRole::kAttnQkv;
+      if (t.spec->role != TensorRole::kAttnQ && !fused) continue;
       const LayerConfig& l = cfg.layers[t.layer];
-      EXPECT_EQ(t.shape, (std::vector<int64_t>{l.n_head * l.head_dim, cfg.d_model}));
+      const int64_t rows = int64_t(l.n_head + (fused ? 2 * l.n_head_kv : 0)) * l.head_dim;
+      EXPECT_EQ(t.shape, (std::vector<int64_t>{rows, cfg.d_model}));
       ++n_q;
     }
     EXPECT_EQ(n_q, cfg.n_layer);

@@ -175,6 +175,9 @@ void expect_same_config(const ModelConfig& gg, const ModelConfig& hf) {
     EXPECT_EQ(a.n_rot, b.n_rot);
     EXPECT_EQ(a.rope_freq_factors, b.rope_freq_factors);
     EXPECT_EQ(a.rope_pos_scale, b.rope_pos_scale);
+    EXPECT_EQ(a.rope_freq_factors_long, b.rope_freq_factors_long);
+    EXPECT_EQ(a.rope_long_after, b.rope_long_after);
+    EXPECT_EQ(a.rope_attn_factor, b.rope_attn_factor);
     EXPECT_EQ(a.kv_source_layer, b.kv_source_layer);
     EXPECT_EQ(a.k_eq_v, b.k_eq_v);
     EXPECT_EQ(a.ffn, b.ffn);

@@ -81,7 +81,8 @@ void rope_rotate(T* x, const int32_t* pos, int64_t n, int n_head, int64_t row_st
       T* v = x + t * row_stride + int64_t(h) * p.head_dim;
       for (int j = 0; j < half; ++j) {
         const double angle = sign * double(pos[t]) * double(p.pos_scale) * p.inv_freq[j];
-        const T c = T(std::cos(angle)), s = T(std::sin(angle));
+        // The scaled rotation's transpose is the same scale times the inverse rotation.
+        const T c = T(std::cos(angle) * p.mscale), s = T(std::sin(angle) * p.mscale);
         const int a = p.style == RopeStyle::kHalf ? j : 2 * j;
         const int b = p.style == RopeStyle::kHalf ? j + half : 2 * j + 1;
         const T va = v[a], vb = v[b];

@@ -32,8 +32,9 @@ void rope_forward(float* x, const int32_t* positions, int64_t n_tokens, int n_he
         const int a = p.style == RopeStyle::kHalf ? j : 2 * j;
         const int b = p.style == RopeStyle::kHalf ? j + half : 2 * j + 1;
         const double va = v[a], vb = v[b];
-        v[a] = float(va * std::cos(angle) - vb * std::sin(angle));
-        v[b] = float(vb * std::cos(angle) + va * std::sin(angle));
+        const double c = std::cos(angle) * p.mscale, s = std::sin(angle) * p.mscale;
+        v[a] = float(va * c - vb * s);
+        v[b] = float(vb * c + va * s);
       }
     }
 }
