@@ -348,6 +348,42 @@ def qwen3_config(moe):
     return c
 
 
+def phi3_config():
+    # Phi-4-mini scaled down: GQA, partial rotary (0.75: 12 of 16 dims rotate), tied embeddings,
+    # LongRoPE with distinct short and long factors and max/original = 4 (attention factor
+    # sqrt(1 + ln 4 / ln 32)). original_max_position_embeddings 32 is below the tests' contexts
+    # (48-256 tokens), where HF (by sequence length) and llama.cpp (by context size) both take
+    # the long factors. Named phi4-mini, not phi3: llama.cpp's vocabulary loader looks up
+    # "<|endoftext|>" for every model whose general.name (the folder's name) contains "phi3"
+    # (src/llama-vocab.cpp, load), and the stories260K tokenizer has no such token.
+    return {"architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "hidden_size": 64,
+            "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "num_key_value_heads": 2, "vocab_size": VOCAB, "max_position_embeddings": 128,
+            "original_max_position_embeddings": 32, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+            "partial_rotary_factor": 0.75,
+            "rope_scaling": {"type": "longrope", "short_factor": [1.0, 1.05, 1.2, 1.5, 2.25, 3.0],
+                             "long_factor": [1.0, 1.75, 3.5, 7.25, 14.0, 29.5]},
+            "sliding_window": None, "hidden_act": "silu", "tie_word_embeddings": True,
+            "attention_dropout": 0.0, "resid_pdrop": 0.0, "embd_pdrop": 0.0,
+            "bos_token_id": BOS, "eos_token_id": EOS, "pad_token_id": PAD}
+
+
+def phi3_weights(w, c):
+    H, L, I = c["hidden_size"], c["num_hidden_layers"], c["intermediate_size"]
+    nq, nkv = c["num_attention_heads"], c["num_key_value_heads"]
+    hd = H // nq
+    w.embed("model.embed_tokens.weight", c["vocab_size"], H)
+    w.norm("model.norm.weight", H)
+    for i in range(L):
+        p = "model.layers.%d." % i
+        w.norm(p + "input_layernorm.weight", H)
+        w.norm(p + "post_attention_layernorm.weight", H)
+        w.mat(p + "self_attn.qkv_proj.weight", (nq + 2 * nkv) * hd, H)
+        w.mat(p + "self_attn.o_proj.weight", H, nq * hd)
+        w.mat(p + "mlp.gate_up_proj.weight", 2 * I, H)
+        w.mat(p + "mlp.down_proj.weight", H, I)
+
+
 # Architectures whose checkpoints are Llama-shaped (the same tensor names and shapes): the tiny
 # config is all they need here. Mistral 7B v0.3 scaled down: GQA, no sliding window (null, as
 # v0.2+ and Nemo ship it; llama.cpp runs Mistral as Llama, with full attention).
@@ -397,6 +433,10 @@ def build(name):
         c = qwen3_config(moe=name == "qwen3moe")
         w = Weights(seed, 1.0)
         llama_like(w, c, qk_norm=True, moe=name == "qwen3moe")
+    elif name == "phi4-mini":
+        c = phi3_config()
+        w = Weights(seed, 1.0)
+        phi3_weights(w, c)
     else:
         raise KeyError(name)
     return c, w.t
@@ -407,7 +447,7 @@ def build_config(name):
 
 
 MODELS = ["llama", "llama-tied", "llama-wide", "gemma3", "gemma4-e2b", "gemma4-26b-a4b", "gemma4-31b",
-          "qwen3", "qwen3moe"] + list(LLAMA_SHAPED)
+          "qwen3", "qwen3moe", "phi4-mini"] + list(LLAMA_SHAPED)
 # Variants written only when named with --only: a Gemma 4 without a final softcap, and a config
 # llama.cpp cannot load as HF means it (the compatibility check refuses it).
 EXTRA_MODELS = ["gemma4-e2b-nocap", "gemma4-e2b-sliding-last"]

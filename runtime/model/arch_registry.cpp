@@ -13,7 +13,8 @@ namespace temper {
   X(kGemma4Arch)        \
   X(kQwen3Arch)         \
   X(kQwen3MoeArch)      \
-  X(kMistralArch)
+  X(kMistralArch)       \
+  X(kPhi3Arch)
 
 #define TEMPER_DECLARE_ARCH(name) extern const ArchSpec name;
 TEMPER_ARCHS(TEMPER_DECLARE_ARCH)

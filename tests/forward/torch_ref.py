@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Independent PyTorch reference logits for tiny HF checkpoints (llama, gemma3, gemma4,
-qwen3, qwen3moe), written from the Hugging Face modeling semantics (docs/architectures.md and
+qwen3, qwen3moe, phi3), written from the Hugging Face modeling semantics (docs/architectures.md and
 transformers' modeling_*.py), reading config.json and the safetensors directly. Shares no
 code with temper's C++. Computes in float64 from the stored weights (bf16/f16 upcast
 exactly), so the only differences to temper are temper's fp32 rounding.
@@ -197,6 +197,53 @@ def forward_llama_qwen(c, w, ids, qk_norm, moe):
     return lin(x, head)
 
 
+# ----------------------------------------------------------------------------- phi3
+
+def forward_phi3(c, w, ids):
+    """HF Phi3ForCausalLM: fused qkv_proj / gate_up_proj, partial rotary, LongRoPE (short
+    factors up to original_max_position_embeddings tokens, long beyond; cos and sin times the
+    attention factor, _compute_longrope_parameters)."""
+    H, L = c["hidden_size"], c["num_hidden_layers"]
+    nh = c["num_attention_heads"]
+    nkv = c.get("num_key_value_heads") or nh
+    hd = c.get("head_dim") or H // nh
+    eps = c["rms_norm_eps"]
+    rot = int(hd * c.get("partial_rotary_factor", 1.0))
+    T = len(ids)
+    inv = default_inv_freq(c.get("rope_theta", 10000.0), rot)
+    attn_factor = 1.0
+    s = c.get("rope_scaling")
+    if s and s.get("rope_type", s.get("type")) in ("longrope", "su"):
+        orig = c["original_max_position_embeddings"]
+        ext = s["long_factor"] if T > orig else s["short_factor"]
+        inv = inv / torch.tensor(ext, dtype=F)
+        factor = c["max_position_embeddings"] / orig
+        attn_factor = s.get("attention_factor") or (
+            1.0 if factor <= 1 else math.sqrt(1 + math.log(factor) / math.log(orig)))
+
+    def rope_partial(x):
+        return torch.cat((attn_factor * rope(x[..., :rot], pos, inv), x[..., rot:]), dim=-1)
+
+    pos = torch.arange(T)
+    x = w("embed_tokens.weight")[ids]
+    for l in range(L):
+        p = "layers.%d." % l
+        h = rms(x, w(p + "input_layernorm.weight"), eps)
+        qkv = lin(h, w(p + "self_attn.qkv_proj.weight"))
+        q = qkv[:, : nh * hd].view(T, nh, hd)
+        k = qkv[:, nh * hd: (nh + nkv) * hd].view(T, nkv, hd)
+        v = qkv[:, (nh + nkv) * hd:].view(T, nkv, hd)
+        q, k = rope_partial(q), rope_partial(k)
+        a = attention(q, k, v, hd ** -0.5, c.get("sliding_window") or 0)
+        x = x + lin(a, w(p + "self_attn.o_proj.weight"))
+        h = rms(x, w(p + "post_attention_layernorm.weight"), eps)
+        gate, up = lin(h, w(p + "mlp.gate_up_proj.weight")).chunk(2, dim=-1)
+        x = x + lin(up * silu(gate), w(p + "mlp.down_proj.weight"))
+    x = rms(x, w("norm.weight"), eps)
+    head = w("embed_tokens.weight") if c.get("tie_word_embeddings", False) else w("lm_head.weight")
+    return lin(x, head)
+
+
 # ----------------------------------------------------------------------------- gemma 3
 
 def forward_gemma3(root, w, ids):
@@ -346,6 +393,8 @@ def forward(folder, ids):
         return forward_llama_qwen(c, w, ids, qk_norm=False, moe=False)
     if arch == "Qwen3ForCausalLM":
         return forward_llama_qwen(c, w, ids, qk_norm=True, moe=False)
+    if arch == "Phi3ForCausalLM":
+        return forward_phi3(c, w, ids)
     if arch == "Qwen3MoeForCausalLM":
         return forward_llama_qwen(c, w, ids, qk_norm=True, moe=True)
     raise ValueError("unsupported architecture " + arch)
