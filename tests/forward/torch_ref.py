@@ -229,15 +229,21 @@ def forward_phi3(c, w, ids):
     for l in range(L):
         p = "layers.%d." % l
         h = rms(x, w(p + "input_layernorm.weight"), eps)
-        qkv = lin(h, w(p + "self_attn.qkv_proj.weight"))
-        q = qkv[:, : nh * hd].view(T, nh, hd)
-        k = qkv[:, nh * hd: (nh + nkv) * hd].view(T, nkv, hd)
-        v = qkv[:, (nh + nkv) * hd:].view(T, nkv, hd)
+        if w.has(p + "self_attn.qkv_proj.weight"):
+            qkv = lin(h, w(p + "self_attn.qkv_proj.weight"))
+        else:  # the same rows as separate tensors (tests/train/torch_lora_ref.py splits them)
+            qkv = torch.cat([lin(h, w(p + "self_attn.%s_proj.weight" % n)) for n in "qkv"], dim=-1)
+        q = qkv[:, : nh * hd].reshape(T, nh, hd)
+        k = qkv[:, nh * hd: (nh + nkv) * hd].reshape(T, nkv, hd)
+        v = qkv[:, (nh + nkv) * hd:].reshape(T, nkv, hd)
         q, k = rope_partial(q), rope_partial(k)
         a = attention(q, k, v, hd ** -0.5, c.get("sliding_window") or 0)
         x = x + lin(a, w(p + "self_attn.o_proj.weight"))
         h = rms(x, w(p + "post_attention_layernorm.weight"), eps)
-        gate, up = lin(h, w(p + "mlp.gate_up_proj.weight")).chunk(2, dim=-1)
+        if w.has(p + "mlp.gate_up_proj.weight"):
+            gate, up = lin(h, w(p + "mlp.gate_up_proj.weight")).chunk(2, dim=-1)
+        else:
+            gate, up = lin(h, w(p + "mlp.gate_proj.weight")), lin(h, w(p + "mlp.up_proj.weight"))
         x = x + lin(up * silu(gate), w(p + "mlp.down_proj.weight"))
     x = rms(x, w("norm.weight"), eps)
     head = w("embed_tokens.weight") if c.get("tie_word_embeddings", False) else w("lm_head.weight")

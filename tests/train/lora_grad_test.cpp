@@ -180,6 +180,15 @@ std::string tiny_model(const test::TempDir& dir, const std::string& name) {
   return dir.path() + "/models/" + name;
 }
 
+// Phi-3 (Phi-4-mini's tiny model): adapters on the row blocks of the fused qkv_proj and
+// gate_up_proj (the reference splits those tensors into the same blocks), partial rotary, and
+// LongRoPE's short factors with the attention factor on cos and sin in forward and backward
+// (the examples are shorter than its original context of 32).
+TEST(LoraGrad, TinyPhi3FusedProjectionsMatchTorchAutograd) {
+  const test::TempDir dir;
+  check_against_torch({tiny_model(dir, "phi4-mini"), 4, 8.0f, false}, dir);
+}
+
 TEST(LoraGrad, TinyLlamaAndStories260KMatchTorchAutograd) {
   const test::TempDir dir;
   // Untied bf16 with llama3 RoPE scaling; tied Llama 2 style with rsLoRA; the real trained

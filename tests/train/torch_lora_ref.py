@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Independent PyTorch 1.13 autograd reference for temper's LoRA gradients on an HF checkpoint
-of any architecture tests/forward/torch_ref.py runs (llama, qwen3, qwen3moe, gemma3, gemma4).
+of any architecture tests/forward/torch_ref.py runs (llama, qwen3, qwen3moe, gemma3, gemma4, phi3).
 Runs that file's float64 forward from the stored weights with PEFT-style adapters
 y = x W^T + s (x A^T) B^T on the listed projections (gradients also flow through MoE routing
 weights, KV sharing and everything else that reference computes),
@@ -42,6 +42,8 @@ def model_forward(c, w, ids):
         return R.forward_gemma4(c, w, ids)
     if arch.startswith("Gemma3"):
         return R.forward_gemma3(c, w, ids)
+    if arch == "Phi3ForCausalLM":
+        return R.forward_phi3(c, w, ids)
     if arch in ("LlamaForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM"):
         return R.forward_llama_qwen(c, w, ids, qk_norm=arch != "LlamaForCausalLM",
                                     moe=arch == "Qwen3MoeForCausalLM")
@@ -68,6 +70,23 @@ def lora_forward(c, w, ids, adapters, scale):
         return model_forward(c, w, ids)
     finally:
         R.lin = base_lin
+
+
+def split_fused(c, w):
+    """Phi-3's qkv_proj and gate_up_proj as separate q/k/v and gate/up tensors (their row
+    blocks): temper's LoRA adapts each block as its own projection, and an adapter is found by
+    its weight's identity."""
+    nh = c["num_attention_heads"]
+    nkv = c.get("num_key_value_heads") or nh
+    hd = c.get("head_dim") or c["hidden_size"] // nh
+    for l in range(c["num_hidden_layers"]):
+        p = "model.layers.%d." % l
+        qkv = w.t.pop(p + "self_attn.qkv_proj.weight")
+        rows = {"q": (0, nh * hd), "k": (nh * hd, (nh + nkv) * hd), "v": ((nh + nkv) * hd, (nh + 2 * nkv) * hd)}
+        for n, (a, b) in rows.items():
+            w.t[p + "self_attn.%s_proj.weight" % n] = qkv[a:b].clone()
+        gate, up = w.t.pop(p + "mlp.gate_up_proj.weight").chunk(2, dim=0)
+        w.t[p + "mlp.gate_proj.weight"], w.t[p + "mlp.up_proj.weight"] = gate.clone(), up.clone()
 
 
 def bf16(t):
@@ -112,6 +131,8 @@ def main(argv):
     case = json.load(open(case_path))
     w = R.W(R.load_safetensors(model_dir),
             ["model.language_model.", "language_model.model.", "model.", ""])
+    if c["architectures"][0] == "Phi3ForCausalLM":
+        split_fused(c, w)
     r, alpha = case["rank"], case["alpha"]
     scale = alpha / math.sqrt(r) if case["rslora"] else alpha / r
     raw = np.fromfile(lora_path, dtype="<f4").astype(np.float64)
