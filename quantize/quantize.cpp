@@ -254,6 +254,20 @@ QuantizeReport quantize_model(const QuantizeOptions& o) {
     if (!w.empty()) report.warnings.push_back(w);
     report.qat = {true, qat.n_measured, qat.n_detected, qat.total.blocks - qat.total.zero, qat.total.on_lattice, 0, 0};
   }
+  if (!imatrix.entries.empty()) check_imatrix_fits(imatrix, plans, choices, report.warnings);
+  if (o.mix.enabled()) {
+    TEMPER_CHECK(!o.pure, "--pure and --target-bpw/--max-kld: the search chooses the types; drop --pure");
+    if (!o.dry_run) { AtomicOutput probe(o.output, o.overwrite, inputs); }  // fail before the measurement
+    MixOptions mo = o.mix;
+    if (mo.sens.data.empty()) mo.sens.data = o.calibrate.data;
+    OpenedModel opened_gguf;
+    if (!model.tensors) opened_gguf = open_model(o.input);
+    report.mix = choose_mix(mo, model.tensors ? model : opened_gguf, plans, choices, imatrix);
+    const FileType ft = mix_file_type(plans, choices, popts.ftype);
+    report.file_type = o.mix.target_bpw > 0 ? cat("mix for ", o.mix.target_bpw, " bpw") : cat("mix for KL ", o.mix.max_kld);
+    for (auto& [key, value] : kvs)
+      if (key == "general.file_type") value = GgufValue::scalar<uint32_t>(uint32_t(ft));
+  }
   uint64_t source_bytes = 0;
   for (size_t i = 0; i < plans.size(); ++i) {
     uint64_t n = 1;
@@ -271,7 +285,6 @@ QuantizeReport quantize_model(const QuantizeOptions& o) {
   if (o.write_modelfile && !file_type_info(popts.ftype).ollama_can_requantize)
     report.warnings.push_back(report.file_type + " is not a type `ollama create --quantize` can redo (it accepts F32, F16, "
                               "BF16, Q8_0, Q4_K_S, Q4_K_M); keep this GGUF, Ollama imports it as it is");
-  if (!imatrix.entries.empty()) check_imatrix_fits(imatrix, plans, choices, report.warnings);
   report.output = o.output;
   if (o.dry_run) return report;
 

@@ -8,6 +8,7 @@
 
 #include "core/dtype.h"
 #include "formats/bits_per_weight.h"
+#include "quantize/bpw_mix.h"
 #include "quantize/calibrate.h"
 
 namespace CLI {
@@ -33,6 +34,7 @@ struct QuantizeOptions {
   std::string imatrix;                        // llama.cpp importance matrix (.gguf or .dat)
   bool qat_detect = true;                     // measure Q4_0 lattices (quantize/qat.h)
   CalibrateOptions calibrate;                 // --calibrate DATA: tuned rounding (quantize/calibrate.h)
+  MixOptions mix;                             // --target-bpw / --max-kld: types by measured KL (quantize/bpw_mix.h)
 };
 
 // What the Q4_0-lattice measurement found (quantize/qat.h).
@@ -62,6 +64,7 @@ struct QuantizeReport {
   QatSummary qat;
   int calib_tensors = 0, calib_gptq = 0;  // --calibrate: tensors tuned, and of those kept from GPTQ
   int calib_ctx = 0, calib_chunks = 0;
+  MixReport mix;                          // --target-bpw / --max-kld
   double seconds = 0;
   double bits_per_weight() const { return temper::bits_per_weight(bytes, n_params); }  // bytes: tensors only
 };
