@@ -348,18 +348,20 @@ def qwen3_config(moe):
     return c
 
 
-def phi3_config():
+def phi3_config(original=32):
     # Phi-4-mini scaled down: GQA, partial rotary (0.75: 12 of 16 dims rotate), tied embeddings,
     # LongRoPE with distinct short and long factors and max/original = 4 (attention factor
-    # sqrt(1 + ln 4 / ln 32)). original_max_position_embeddings 32 is below the tests' contexts
-    # (48-256 tokens), where HF (by sequence length) and llama.cpp (by context size) both take
-    # the long factors. Named phi4-mini, not phi3: llama.cpp's vocabulary loader looks up
-    # "<|endoftext|>" for every model whose general.name (the folder's name) contains "phi3"
-    # (src/llama-vocab.cpp, load), and the stories260K tokenizer has no such token.
+    # sqrt(1 + ln 4 / ln original)). HF takes the long factors when a forward's sequence exceeds
+    # original_max_position_embeddings, llama.cpp when the context does: phi4-mini's 32 is below
+    # every test's context (48-256 tokens), so both take the long factors; phi4-mini-short's 256
+    # is at or above them, so both take the short ones. Named phi4-mini, not phi3: llama.cpp's
+    # vocabulary loader looks up "<|endoftext|>" for every model whose general.name (the
+    # folder's name) contains "phi3" (src/llama-vocab.cpp, load), and the stories260K tokenizer
+    # has no such token.
     return {"architectures": ["Phi3ForCausalLM"], "model_type": "phi3", "hidden_size": 64,
             "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-            "num_key_value_heads": 2, "vocab_size": VOCAB, "max_position_embeddings": 128,
-            "original_max_position_embeddings": 32, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+            "num_key_value_heads": 2, "vocab_size": VOCAB, "max_position_embeddings": 4 * original,
+            "original_max_position_embeddings": original, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
             "partial_rotary_factor": 0.75,
             "rope_scaling": {"type": "longrope", "short_factor": [1.0, 1.05, 1.2, 1.5, 2.25, 3.0],
                              "long_factor": [1.0, 1.75, 3.5, 7.25, 14.0, 29.5]},
@@ -433,8 +435,8 @@ def build(name):
         c = qwen3_config(moe=name == "qwen3moe")
         w = Weights(seed, 1.0)
         llama_like(w, c, qk_norm=True, moe=name == "qwen3moe")
-    elif name == "phi4-mini":
-        c = phi3_config()
+    elif name in ("phi4-mini", "phi4-mini-short"):
+        c = phi3_config(original=256 if name == "phi4-mini-short" else 32)
         w = Weights(seed, 1.0)
         phi3_weights(w, c)
     else:
@@ -447,7 +449,7 @@ def build_config(name):
 
 
 MODELS = ["llama", "llama-tied", "llama-wide", "gemma3", "gemma4-e2b", "gemma4-26b-a4b", "gemma4-31b",
-          "qwen3", "qwen3moe", "phi4-mini"] + list(LLAMA_SHAPED)
+          "qwen3", "qwen3moe", "phi4-mini", "phi4-mini-short"] + list(LLAMA_SHAPED)
 # Variants written only when named with --only: a Gemma 4 without a final softcap, and a config
 # llama.cpp cannot load as HF means it (the compatibility check refuses it).
 EXTRA_MODELS = ["gemma4-e2b-nocap", "gemma4-e2b-sliding-last"]
