@@ -111,6 +111,7 @@ ModelConfig parse_phi3(const Json& root) {
   const double partial = rope_params && rope_params->has("partial_rotary_factor")
                              ? rope_params->get_number("partial_rotary_factor")
                              : c.get_number("partial_rotary_factor", 1.0);
+  TEMPER_CHECK(partial > 0 && partial <= 1, "config.json: key 'partial_rotary_factor' must be in (0, 1], got ", partial);
   layer.n_rot = int(double(layer.head_dim) * partial);  // int(head_dim * partial_rotary_factor)
   layer.rope_theta = float(rope_params && rope_params->has("rope_theta") ? rope_params->get_number("rope_theta")
                                                                           : c.get_number("rope_theta", 10000.0));
