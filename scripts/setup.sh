@@ -17,6 +17,7 @@ PACKAGES=(
   python3-sentencepiece python3-tqdm python3-yaml  # llama.cpp's converter, the tests' reference
   golang-go                                          # Go's text/template renders Ollama templates in the tests
   chromium fonts-dejavu-core                         # headless screenshots and layout checks of the HTML reports
+  qemu-user                                          # runs the portable build as older CPUs (Haswell, Nehalem) in the tests
   clang libclang-rt-14-dev libomp-dev                # libFuzzer harnesses and sanitizer runtimes (OpenMP for clang)
 )
 # node/npm run the llama.cpp reference; use the machine's own if it has one.
