@@ -98,7 +98,8 @@ MixReport choose_mix(const MixOptions& opt, const OpenedModel& model, const std:
     const double min_bpw = std::ceil(bpw(lo) * 1000.0) / 1000.0;
     TEMPER_CHECK(opt.target_bpw >= bpw(lo), "--target-bpw ", opt.target_bpw, " is below the smallest file these types "
                  "allow: ", min_bpw, " bits per weight (every searched tensor at its smallest type; ",
-                 human_bytes(double(rep.fixed_bytes)), " of tensors outside the search); the largest is ", bpw(hi));
+                 human_bytes(double(rep.fixed_bytes)), " of tensors outside the search); the largest is ",
+                 std::floor(bpw(hi) * 1000.0) / 1000.0);
     rep.budget_bytes = uint64_t(std::floor(opt.target_bpw * double(n_params) / 8.0)) - rep.fixed_bytes;
   }
 

@@ -10,8 +10,9 @@ with numpy, llama.cpp's gguf-py and llama-perplexity, not with temper's own numb
    dequantisers; the bits per weight over all tensors is <= the target.
 3. Quality on held-out text (the TinyStories sample; the sensitivities are measured on the chat
    facts): KL by temper compare of the mix made for the size of the uniform --pure Q5_0 file is
-   lower than that file's (measured: 0.0216 vs 0.0264), and so is llama-perplexity's
-   --kl-divergence when the llama.cpp tools are installed (which also shows llama.cpp loads it).
+   lower than that file's (measured: 0.0236 vs 0.0380), and so is llama-perplexity's
+   --kl-divergence when the llama.cpp tools are installed (0.0208 vs 0.0313; this also shows
+   llama.cpp loads it).
 4. Bad input: a budget below the smallest mix (the message states the minimum, checked against
    numpy's), no calibration text, both --target-bpw and --max-kld, a KL no mix reaches: exit != 0,
    and no output file.
