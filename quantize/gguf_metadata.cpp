@@ -1,4 +1,5 @@
-// GGUF metadata of a model in the order llama.cpp's converter writes it: general.* (gguf-py
+// GGUF metadata of a model in the order llama.cpp's converter writes it: general.architecture,
+// the keys its tensor preparation writes (ArchSpec::gguf_write.tensor_keys), general.* (gguf-py
 // metadata.py Metadata + ModelBase.prepare_metadata), the architecture's set_gguf_parameters
 // (ArchSpec::gguf_write in runtime/model/arch/<id>.cpp), general.quantization_version, then
 // set_vocab (also the arch file's, built from runtime/model/gguf_vocab.cpp).
@@ -317,6 +318,8 @@ GgufKvList gguf_model_metadata(const ModelDescription& desc, FileType ftype) {
   const Hparams hp(desc.config_json, cat(desc.provenance.source.empty() ? "" : desc.provenance.source + "/", "config.json"));
   KvList kv;
   gguf_meta::ArchKvContext c{desc, hp, rope_parameters_of(hp), std::string(arch.gguf_arch), uint32_t(ftype), kv};
+  kv.set("general.architecture", GgufValue::string(c.arch));  // GGUFWriter's constructor
+  if (arch.gguf_write.tensor_keys) arch.gguf_write.tensor_keys(c);  // ModelBase.prepare_tensors
   add_general(kv, desc, hp, c.arch);
   arch.gguf_write.parameters(c);
   kv.set("general.quantization_version", GgufValue::scalar<uint32_t>(2));  // GGML_QUANT_VERSION

@@ -95,6 +95,9 @@ struct ExpectedTensor {
 struct GgufWriteRules {
   void (*parameters)(gguf_meta::ArchKvContext&) = nullptr;
   void (*vocab)(gguf_meta::ArchKvContext&) = nullptr;
+  // Keys the converter writes while preparing tensors (generate_extra_tensors), which is before
+  // it writes any metadata: they follow general.architecture. nullptr = none.
+  void (*tensor_keys)(gguf_meta::ArchKvContext&) = nullptr;
 };
 
 // How llama.cpp's loader and graph read a GGUF of this architecture beyond the generic <arch>.*

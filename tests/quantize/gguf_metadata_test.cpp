@@ -167,8 +167,9 @@ TEST(GgufMetadataReference, TinyModels) {
   TempDir tmp;
   const auto gen = test::run_shell(cat(TEMPER_PYTHON, " '", test::source_dir(), "/scripts/tiny_models.py' '", tmp / "tiny", "' 2>&1"));
   ASSERT_EQ(gen.exit_code, 0) << gen.out;
-  // SentencePiece vocab (tokenizer.model) for llama, gemma3 and qwen3: all keys compared.
-  for (const char* name : {"llama", "llama-tied", "gemma3", "qwen3"}) {
+  // SentencePiece vocab (tokenizer.model) for llama, gemma3, qwen3 and Phi-3 (its own padded
+  // table; rope.scaling.attn_factor written before general.*): all keys compared.
+  for (const char* name : {"llama", "llama-tied", "gemma3", "qwen3", "phi4-mini", "phi4-mini-short"}) {
     SCOPED_TRACE(name);
     const std::string dir = tmp / (std::string("tiny/") + name);
     expect_same_kvs(convert_with_reference(tmp, dir, false), write_ours(tmp, dir), kIgnoredDescriptive);

@@ -202,12 +202,17 @@ void phi3_parameters(ArchKvContext& c) {
   // 0 tells Phi-4 apart from other Phi-3 models, the converter says.
   const Json* window = hp.get("sliding_window");
   c.kv.set(c.key("attention.sliding_window"), window ? u32_of(*window, "sliding_window") : GgufValue::scalar<uint32_t>(0));
+}
 
-  // generate_extra_tensors (the factors themselves are rope_factors_long/short, from the
-  // config: quantize/gguf_plan.cpp). The converter writes this key while preparing tensors,
-  // before the general.* keys; KvList appends it here (the value, not the order, is compared).
+// generate_extra_tensors' key (the factors themselves are rope_factors_long/short, from the
+// config: quantize/gguf_plan.cpp).
+void phi3_tensor_keys(ArchKvContext& c) {
+  const Hparams& hp = c.hp;
   const Json* long_factors = get_in(c.rope_parameters, "long_factor");
   if (!long_factors || !truthy(*long_factors)) return;
+  const Json& max_pos = required(hp, {"n_positions", "max_position_embeddings"});
+  const Json* orig = get_in(c.rope_parameters, "original_max_position_embeddings");
+  TEMPER_CHECK(orig, hp.source(), ": Phi-3 needs original_max_position_embeddings");
   const double scale = double(int_of(max_pos, "max_position_embeddings")) / double(int_of(*orig, "original_max_position_embeddings"));
   const Json* type = get_in(c.rope_parameters, "rope_type");
   TEMPER_CHECK(type && type->is_string() && !type->get<std::string>().empty(), hp.source(),
@@ -299,7 +304,7 @@ const ArchSpec kPhi3Arch{
     .canonical_name = arch::canonical_hf_name,
     .ignorable = arch::ignore_rotary_buffers,
     .llama_cpp_issues = phi3_llama_cpp_issues,
-    .gguf_write = {.parameters = phi3_parameters, .vocab = phi3_vocab},
+    .gguf_write = {.parameters = phi3_parameters, .vocab = phi3_vocab, .tensor_keys = phi3_tensor_keys},
     // NeoX RoPE over the first rope.dimension_count dims, no permutation; the LongRoPE factors,
     // original context and attention factor are generic (runtime/model/gguf_model.cpp).
     .gguf_read = GgufReadRules{.rope_style = RopeStyle::kHalf, .act = Activation::kSilu},
