@@ -106,7 +106,9 @@ CalibrationResult calibrate_model(const OpenedModel& om, const std::map<std::str
       const std::vector<float> f = calib::matrix_f32(w.token_embd);
       const size_t rb = quant::row_bytes(e->second, embd.cols);
       qbytes.resize(rb * size_t(embd.rows));
-      quant::quantize_rows(e->second, f.data(), qbytes.data(), embd.rows, embd.cols, nullptr);
+      const bool weighted = int64_t(opt.token_embd_weights.size()) == embd.cols;
+      quant::quantize_rows(e->second, f.data(), qbytes.data(), embd.rows, embd.cols,
+                           weighted ? opt.token_embd_weights.data() : nullptr);
       embd = {qbytes.data(), e->second, embd.rows, embd.cols, rb};
     }
     xs = calib::embed_chunks(chunks, embd, *model);

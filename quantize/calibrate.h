@@ -23,6 +23,9 @@ struct CalibrateOptions {
   int iters = 2;             // GPTQ passes per matrix (GptqOptions::passes; measured in README)
   uint64_t seed = 0;         // which chunks of a longer text are used: 0 = the first ones
   std::string dump_dir;      // tests: each matrix group's H (K × K f64 .npy) and the tensor names
+  // Importance weights (d_model) the file's token embedding is rounded with, so block 0 is tuned
+  // on the embedding the file will hold; empty = none (--target-bpw collects them).
+  std::vector<float> token_embd_weights;
 };
 
 struct CalibratedTensor {

@@ -146,13 +146,16 @@ void check_imatrix_fits(const Imatrix& im, const std::vector<GgufTensorPlan>& pl
 // data (quantize/calibrate.h); the result's bytes replace ggml's rounding when written.
 CalibrationResult calibrate_tensors(const QuantizeOptions& o, const OpenedModel& model,
                                     const std::vector<GgufTensorPlan>& plans, const std::vector<TypeChoice>& choices,
-                                    QuantizeReport& report) {
+                                    const Imatrix& imatrix, QuantizeReport& report) {
   std::map<std::string, DType> types;
   for (size_t i = 0; i < plans.size(); ++i)
     if (choices[i].quantized && dtype_traits(choices[i].type).block_elems > 1) types[plans[i].name] = choices[i].type;
   TEMPER_CHECK(!types.empty(), "--calibrate: ", report.file_type,
                " quantizes no tensor to a block type, so there is nothing to tune; choose a quantized type");
-  CalibrationResult r = calibrate_model(model, types, o.calibrate);
+  CalibrateOptions copt = o.calibrate;
+  if (auto it = imatrix.entries.find("token_embd.weight"); it != imatrix.entries.end())
+    copt.token_embd_weights = it->second;  // the file's embedding is rounded with them (--target-bpw)
+  CalibrationResult r = calibrate_model(model, types, copt);
   report.calib_ctx = r.ctx;
   report.calib_chunks = r.chunks;
   for (auto& row : report.tensors) {
@@ -307,7 +310,7 @@ QuantizeReport quantize_model(const QuantizeOptions& o) {
     { AtomicOutput probe(o.output, o.overwrite, inputs); }  // an unwritable output should not cost a calibration
     OpenedModel opened_gguf;
     if (!model.tensors) opened_gguf = open_model(o.input);
-    calib = calibrate_tensors(o, model.tensors ? model : opened_gguf, plans, choices, report);
+    calib = calibrate_tensors(o, model.tensors ? model : opened_gguf, plans, choices, imatrix, report);
   }
 
   AtomicOutput out(o.output, o.overwrite, inputs);
