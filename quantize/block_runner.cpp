@@ -177,6 +177,37 @@ std::vector<forward::Matrix*> group_matrices(forward::LayerWeights& W, Stage g) 
   }
 }
 
+std::vector<GroupTensor> group_tensors(const forward::Weights& w, const std::vector<forward::Matrix*>& mats) {
+  std::vector<GroupTensor> out;
+  for (size_t i = 0; i < mats.size(); ++i) {
+    const forward::Matrix& m = *mats[i];
+    if (!m) continue;
+    if (const forward::MatrixName* n = forward::find_matrix(w, m)) {
+      out.push_back({int(i), 1, n->gguf_name});
+    } else if (!out.empty() && out.back().index + out.back().n_slots == int(i) &&
+               mats[i - 1]->row(mats[i - 1]->rows) == m.data) {
+      ++out.back().n_slots;  // the next row block of a fused tensor
+    }
+  }
+  return out;
+}
+
+forward::Matrix joined(const std::vector<forward::Matrix*>& mats, const GroupTensor& g) {
+  forward::Matrix whole = *mats[size_t(g.index)];
+  for (int k = 1; k < g.n_slots; ++k) whole.rows += mats[size_t(g.index + k)]->rows;
+  return whole;
+}
+
+void split_into(const std::vector<forward::Matrix*>& mats, const GroupTensor& g, const forward::Matrix& whole) {
+  int64_t first = 0;
+  for (int k = 0; k < g.n_slots; ++k) {
+    forward::Matrix* m = mats[size_t(g.index + k)];
+    const int64_t rows = m->rows;
+    *m = whole.slice_rows(first, rows);
+    first += rows;
+  }
+}
+
 std::vector<float> matrix_f32(const forward::Matrix& m) {
   std::vector<float> out(size_t(m.rows * m.cols));
 #pragma omp parallel for schedule(static)

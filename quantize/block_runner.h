@@ -63,6 +63,19 @@ void run_head(std::vector<float>& logits, const float* x, int64_t T, const forwa
 // quantized versions).
 std::vector<forward::Matrix*> group_matrices(forward::LayerWeights& W, Stage g);
 
+// The tensors of a group's matrices (from group_matrices): a fused tensor (Phi-3's attn_qkv,
+// gate+up stored as ffn_up) is bound as consecutive row views named by the first, so one tensor
+// spans n_slots matrices from `index`. Matrices that are absent or name no tensor are skipped.
+struct GroupTensor {
+  int index = 0, n_slots = 1;
+  std::string name;  // GGUF name
+};
+std::vector<GroupTensor> group_tensors(const forward::Weights& w, const std::vector<forward::Matrix*>& mats);
+// The whole tensor as one matrix (its row views joined).
+forward::Matrix joined(const std::vector<forward::Matrix*>& mats, const GroupTensor& g);
+// Points the tensor's row views at the rows of `whole` (e.g. its quantized version).
+void split_into(const std::vector<forward::Matrix*>& mats, const GroupTensor& g, const forward::Matrix& whole);
+
 // A matrix decoded to f32 (rows, cols).
 std::vector<float> matrix_f32(const forward::Matrix& m);
 

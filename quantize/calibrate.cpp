@@ -129,14 +129,15 @@ CalibrationResult calibrate_model(const OpenedModel& om, const std::map<std::str
         forward::make_rope_params(cfg.rope_style, L.head_dim, L.n_rot, L.rope_theta, L.rope_freq_factors, L.rope_pos_scale);
     for (int g = 0; g < kGroups; ++g) {
       const Stage stage = Stage(g);
-      std::vector<Matrix*> mats;
-      for (Matrix* m : calib::group_matrices(W, stage))
-        if (*m && type_of(*m)) mats.push_back(m);
-      if (mats.empty()) {
+      const std::vector<Matrix*> mats = calib::group_matrices(W, stage);
+      std::vector<calib::GroupTensor> tensors;
+      for (const auto& gt : calib::group_tensors(w, mats))
+        if (types.count(gt.name)) tensors.push_back(gt);
+      if (tensors.empty()) {
         progress.add(uint64_t(res.chunks));
         continue;
       }
-      const int64_t K = mats[0]->cols;
+      const int64_t K = mats[size_t(tensors[0].index)]->cols;
       std::vector<double> h(size_t(K * K), 0.0);
       for (int c = 0; c < res.chunks; ++c) {
         const float* in = calib::run_block(xs[size_t(c)].data(), T, W, L, cfg, rope, stage, buf);
@@ -148,14 +149,15 @@ CalibrationResult calibrate_model(const OpenedModel& om, const std::map<std::str
         dump_file = cat("h_blk", l, "_group", g, ".npy");
         write_npy((std::filesystem::path(opt.dump_dir) / dump_file).string(), h, K);
       }
-      for (Matrix* m : mats) {
-        const auto& [name, t] = *type_of(*m);
-        const std::vector<float> f = calib::matrix_f32(*m);
-        GptqResult r = gptq_quantize(t, f.data(), m->rows, K, h, gopt);
-        CalibratedTensor& ct = res.tensors[name];
+      for (const calib::GroupTensor& gt : tensors) {  // a fused tensor's row views are tuned as one
+        const DType t = types.at(gt.name);
+        const Matrix whole = calib::joined(mats, gt);
+        const std::vector<float> f = calib::matrix_f32(whole);
+        GptqResult r = gptq_quantize(t, f.data(), whole.rows, K, h, gopt);
+        CalibratedTensor& ct = res.tensors[gt.name];
         ct = {t, std::move(r.bytes), r.error_gptq, r.error_plain, r.used_gptq};
-        *m = {ct.bytes.data(), t, m->rows, K, quant::row_bytes(t, K)};
-        if (!dump_file.empty()) dump_index[name] = dump_file;
+        calib::split_into(mats, gt, {ct.bytes.data(), t, whole.rows, K, quant::row_bytes(t, K)});
+        if (!dump_file.empty()) dump_index[gt.name] = dump_file;
       }
     }
     for (int c = 0; c < res.chunks; ++c) {  // the block's output, as quantized, feeds the next

@@ -21,12 +21,12 @@ namespace {
 using forward::LayerWeights;
 using forward::Matrix;
 
-// Where a matrix sits: block `layer` (-1: the token embedding, L: the untied output) and its
-// position in calib::group_matrices(layer, group).
+// Where a tensor sits: block `layer` (-1: the token embedding, L: the untied output) and its
+// matrices in calib::group_matrices(layer, group).
 struct Place {
   int layer = 0;
   calib::Stage group = calib::Stage::kQkv;
-  int index = 0;
+  calib::GroupTensor tensor;
 };
 
 // Collects the importance matrix from the full-precision run: per blk.* matrix, the sum of each
@@ -122,6 +122,12 @@ struct KlProbe::State {
     return {store.data(), t, m.rows, m.cols, rb};
   }
 
+  // Replaces the block matrices of the tensor at `p` in `layers` by it quantized to t.
+  void swap_in(std::vector<LayerWeights>& layers, const Place& p, DType t, std::vector<uint8_t>& store) const {
+    const auto mats = calib::group_matrices(layers[size_t(p.layer)], p.group);
+    calib::split_into(mats, p.tensor, quantized(calib::joined(mats, p.tensor), p.tensor.name, t, store));
+  }
+
   // Mean KL per token of the model run from block `first` on `x0` (C, T*H) with `layers` and the
   // output `out`.
   double run_kl(int first, std::vector<std::vector<float>> x0, const std::vector<LayerWeights>& layers,
@@ -164,16 +170,13 @@ KlProbe::KlProbe(const OpenedModel& om, const SensitivityOptions& opt, const Ima
     s.ropes.push_back(forward::make_rope_params(cfg.rope_style, L, int(T)));
     LayerWeights W = w.layers[size_t(l)];
     for (int g = 0; g < calib::kGroups; ++g) {
-      const auto mats = calib::group_matrices(W, calib::Stage(g));
-      for (size_t i = 0; i < mats.size(); ++i)
-        if (*mats[i])
-          if (const forward::MatrixName* n = forward::find_matrix(w, *mats[i]))
-            s.places[n->gguf_name] = {l, calib::Stage(g), int(i)};
+      for (const auto& gt : calib::group_tensors(w, calib::group_matrices(W, calib::Stage(g))))
+        s.places[gt.name] = {l, calib::Stage(g), gt};
     }
   }
-  if (const forward::MatrixName* n = forward::find_matrix(w, w.token_embd)) s.places[n->gguf_name] = {-1};
+  if (const forward::MatrixName* n = forward::find_matrix(w, w.token_embd)) s.places[n->gguf_name] = {-1, calib::Stage::kQkv, {}};
   if (!s.tied())
-    if (const forward::MatrixName* n = forward::find_matrix(w, w.output)) s.places[n->gguf_name] = {cfg.n_layer};
+    if (const forward::MatrixName* n = forward::find_matrix(w, w.output)) s.places[n->gguf_name] = {cfg.n_layer, calib::Stage::kQkv, {}};
 
   // The full-precision run: every block's input, the reference distribution, the imatrix.
   SquareSums sums(w);
@@ -235,8 +238,7 @@ std::vector<double> KlProbe::sensitivity(const std::string& name, const std::vec
       const Matrix q = s.quantized(w.output, name, t, store);
       out.push_back(s.run_kl(n_layer, s.xs.back(), layers, q, progress));
     } else {
-      Matrix* m = calib::group_matrices(layers[size_t(p.layer)], p.group)[size_t(p.index)];
-      *m = s.quantized(*m, name, t, store);
+      s.swap_in(layers, p, t, store);
       out.push_back(s.run_kl(p.layer, s.xs[size_t(p.layer)], layers, w.output, progress));
     }
   }
@@ -261,8 +263,7 @@ double KlProbe::mix_kl(const std::map<std::string, DType>& types) {
     } else if (p.layer == s.model->config().n_layer) {
       out = s.quantized(w.output, name, t, store);
     } else {
-      Matrix* m = calib::group_matrices(layers[size_t(p.layer)], p.group)[size_t(p.index)];
-      *m = s.quantized(*m, name, t, store);
+      s.swap_in(layers, p, t, store);
     }
   }
   return s.run_kl(0, calib::embed_chunks(s.chunks, embd, *s.model), layers, out, nullptr);
