@@ -29,8 +29,9 @@ struct Place {
   calib::GroupTensor tensor;
 };
 
-// Collects the importance matrix from the full-precision run: per blk.* matrix, the sum of each
-// input column's squared activation over the tokens (llama-imatrix's in_sum2 / counts).
+// Collects the importance matrix from the full-precision run: per matrix (blk.* as llama-imatrix,
+// and the output head), the sum of each input column's squared activation over the tokens
+// (llama-imatrix's in_sum2 / counts).
 class SquareSums : public forward::MatmulObserver {
  public:
   explicit SquareSums(const forward::Weights& w) : w_(w) {}

@@ -3,8 +3,9 @@
 // quantized to a type), on calibration chunks. The full-precision run caches the hidden states
 // entering every block and the reference log-probabilities once; a tensor of block l is then
 // measured by running blocks l.. only. The same run collects the importance matrix (mean squared
-// input activation per column of every blk.* matrix, as `temper imatrix` does), which the
-// quantized candidates use, as the written file will.
+// input activation per column of every blk.* matrix, as `temper imatrix` does, and of the output
+// head, so a tied embedding is weighted for its output role), which the quantized candidates
+// use, as the written file will.
 #pragma once
 #include <cstdint>
 #include <map>
