@@ -282,6 +282,9 @@ QuantizeReport quantize_model(const QuantizeOptions& o) {
     source_bytes += n * 4;
     if (choices[i].fallback) ++report.n_fallback;
   }
+  if (report.mix.used && o.mix.target_bpw > 0 && report.bits_per_weight() < 0.99 * o.mix.target_bpw)
+    report.warnings.push_back(cat("--target-bpw ", o.mix.target_bpw, ": the largest mix of these types has ",
+                                  report.bits_per_weight(), " bits per weight; that is what is written"));
   if (report.n_fallback > 0)
     report.warnings.push_back(cat(report.n_fallback, " of ", plans.size(), " tensors have rows that fit no block of the "
                                   "chosen type and use a fallback type, as llama.cpp does (see --dry-run for which)"));
