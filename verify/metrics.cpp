@@ -41,6 +41,12 @@ Distribution summarize(std::vector<float>& v) {
   return d;
 }
 
+void RunningMean::add(double x) {
+  n_ += 1;
+  sum_ += x;
+  sum2_ += x * x;
+}
+
 MeanCI RunningMean::ci95() const {
   MeanCI c;
   if (n_ == 0) return c;

@@ -25,7 +25,10 @@ struct MeanCI {
 };
 class RunningMean {
  public:
-  void add(double x) { n_ += 1; sum_ += x; sum2_ += x * x; }
+  // Out of line on purpose: inlined into different callers, x * x + sum2_ may or may not be
+  // contracted into an FMA (-march=x86-64-v3 has FMA), and compare --base-ref must reproduce
+  // the very numbers of the run that saved the reference.
+  void add(double x);
   size_t n() const { return n_; }
   double mean() const { return n_ ? sum_ / double(n_) : 0; }
   MeanCI ci95() const;
