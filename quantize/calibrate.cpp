@@ -125,8 +125,8 @@ CalibrationResult calibrate_model(const OpenedModel& om, const std::map<std::str
   for (int l = 0; l < cfg.n_layer; ++l) {
     const LayerConfig& L = cfg.layers[size_t(l)];
     LayerWeights W = w.layers[size_t(l)];
-    const forward::RopeParams rope =
-        forward::make_rope_params(cfg.rope_style, L.head_dim, L.n_rot, L.rope_theta, L.rope_freq_factors, L.rope_pos_scale);
+    // As a session of T tokens applies it (LongRoPE: its factors for T, and the attention factor).
+    const forward::RopeParams rope = forward::make_rope_params(cfg.rope_style, L, int(T));
     for (int g = 0; g < kGroups; ++g) {
       const Stage stage = Stage(g);
       const std::vector<Matrix*> mats = calib::group_matrices(W, stage);
