@@ -17,6 +17,7 @@
 #include "core/sha256.h"
 #include "formats/lora_adapter.h"
 #include "formats/safetensors.h"
+#include "formats/torch_pickle.h"
 #include "forward/lora_apply.h"
 #include "model/open_model.h"
 
@@ -155,16 +156,13 @@ void import_lora_peft(const std::string& dir, const std::string& base_path, cons
                       bool overwrite) {
   TEMPER_CHECK(is_directory(dir), escaped(dir), ": not a folder (a PEFT adapter is a folder with adapter_config.json)");
   const std::string cfg_path = (fs::path(dir) / "adapter_config.json").string();
-  const std::string st_path = (fs::path(dir) / "adapter_model.safetensors").string();
+  // adapter_model.safetensors, else the adapter_model.bin older PEFT versions wrote (torch.save,
+  // read without running its pickle: formats/torch_pickle.h).
+  std::string st_path = (fs::path(dir) / "adapter_model.safetensors").string();
   TEMPER_CHECK(file_exists(cfg_path), escaped(cfg_path), ": no such file");
-  if (!file_exists(st_path)) {
-    const std::string bin = (fs::path(dir) / "adapter_model.bin").string();
-    TEMPER_CHECK(!file_exists(bin), escaped(bin),
-                 ": PyTorch pickles are not read (running a pickle can execute code); convert it to "
-                 "adapter_model.safetensors first, e.g. with PEFT: PeftModel.from_pretrained(...).save_pretrained(dir, "
-                 "safe_serialization=True)");
-    fail(escaped(st_path), ": no such file");
-  }
+  const bool pickled = !file_exists(st_path) && file_exists((fs::path(dir) / "adapter_model.bin").string());
+  if (pickled) st_path = (fs::path(dir) / "adapter_model.bin").string();
+  TEMPER_CHECK(file_exists(st_path), escaped(st_path), ": no such file (nor adapter_model.bin)");
   const Json c = parse_json(read_text_file(cfg_path), cfg_path);
   check_peft_config(c, cfg_path);
   const OpenedModel base = open_model(base_path);
@@ -181,7 +179,8 @@ void import_lora_peft(const std::string& dir, const std::string& base_path, cons
                              : desc.provenance.config_sha256;
   a.training_args = Json({{"imported_from", dir}}).dump();
 
-  const auto st = SafetensorsModel::open(st_path);
+  const std::unique_ptr<TensorSource> st =
+      pickled ? std::unique_ptr<TensorSource>(TorchStateDict::open(st_path)) : SafetensorsModel::open(st_path);
   std::map<std::string, size_t> index;
   std::vector<uint8_t> scratch;
   for (const TensorInfo& t : st->tensors()) {

@@ -122,10 +122,40 @@ TEST_F(LoraPeft, UnsupportedThingsAreRefusedByName) {
     EXPECT_NE(r.err.find(c.expect), std::string::npos) << r.err;
     EXPECT_NE(test::run_shell("test -e " + dst + ".h5").exit_code, 0);
   }
-  // adapter_model.bin (a pickle): refused with the way out, not run.
-  const auto r = test::run_temper("lora import " + d / "a1/peft_bin --base " + model_dir() + " -o " + d / "bin.h5");
+}
+
+// adapter_model.bin (torch.save, as older PEFT wrote it), read without running its pickle.
+// Expected tensors come from PyTorch itself: the same values saved as safetensors by the
+// reference code, so the imported adapters must be byte-identical. Variants cover bfloat16 with
+// transposed (non-row-major) strides, an OrderedDict with _metadata whose A and B share one
+// storage at offsets, a pickle that would run a shell command, and the pre-1.6 format.
+TEST_F(LoraPeft, PickledAdapterImportsWithoutRunningThePickle) {
+  const test::TempDir& d = *dir_;
+  const auto made = test::run_shell(py("pickles " + d / "a1/peft " + d / "pk"));
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const auto import = [&](const std::string& from, const std::string& to) {
+    return test::run_temper("lora import " + from + " --base " + model_dir() + " -o " + to);
+  };
+  ASSERT_EQ(import(d / "a1/peft", d / "pk/st.h5").exit_code, 0);
+  for (const char* bin : {"a1/peft_bin", "pk/bin_ordered_shared"}) {
+    SCOPED_TRACE(bin);
+    const auto r = import(d / bin, d / bin + ".h5");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(same_adapter(d / "pk/st.h5", d / bin + ".h5").exit_code, 0);
+  }
+  ASSERT_EQ(import(d / "pk/st_bf16", d / "pk/st_bf16.h5").exit_code, 0);
+  auto r = import(d / "pk/bin_bf16_strided", d / "pk/bf16.h5");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(same_adapter(d / "pk/st_bf16.h5", d / "pk/bf16.h5").exit_code, 0);
+
+  r = import(d / "pk/bin_evil", d / "pk/evil.h5");
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("adapter_model.bin: PyTorch pickles are not read"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("names posix.system, which a state dict of tensors does not need"), std::string::npos) << r.err;
+  EXPECT_NE(test::run_shell("test -e " + d / "pk/pwned").exit_code, 0);
+  EXPECT_NE(test::run_shell("test -e " + d / "pk/evil.h5").exit_code, 0);
+  r = import(d / "pk/bin_legacy", d / "pk/legacy.h5");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("saved by PyTorch before 1.6"), std::string::npos) << r.err;
 }
 
 }  // namespace

@@ -16,6 +16,16 @@ formula, sharing no code with temper's C++:
 
     peft_ref.py make MODEL_DIR OUT_DIR RANK ALPHA RSLORA(0/1) SEED TARGETS(q,k,...|all)
     peft_ref.py logits MODEL_DIR IDS(comma-separated) OUT.f64 [PEFT_DIR[:MULT] ...]
+    peft_ref.py pickles PEFT_DIR OUT_DIR
+
+* `pickles`: adapter_model.bin variants of a PEFT folder's tensors as real PyTorch writes them
+  (torch.save), each in its own folder with the same adapter_config.json: `bin_bf16_strided`
+  (bfloat16, every matrix a transposed view, so strides are not row-major) beside
+  `st_bf16` (the same bfloat16-rounded values as f32 safetensors, the expected result);
+  `bin_ordered_shared` (an OrderedDict with `_metadata`, as model.state_dict() saves it, where
+  each A and B are views into one shared storage); `bin_evil` (a pickle that calls os.system
+  when Python loads it: it would create OUT_DIR/pwned); `bin_legacy` (PyTorch's pre-1.6
+  format).
 """
 import hashlib
 import json
@@ -179,8 +189,47 @@ def logits(model_dir, ids, out_path, specs):
     return 0
 
 
+def pickles(peft_dir, out_dir):
+    import collections
+    import shutil
+    t = {k: torch.tensor(v, dtype=torch.float32) for k, v in read_safetensors(
+        os.path.join(peft_dir, "adapter_model.safetensors")).items()}
+
+    def folder(name):
+        d = os.path.join(out_dir, name)
+        os.makedirs(d, exist_ok=True)
+        shutil.copy(os.path.join(peft_dir, "adapter_config.json"), d)
+        return d
+
+    bf = {k: v.to(torch.bfloat16) for k, v in t.items()}
+    strided = {k: v.t().contiguous().t() for k, v in bf.items()}
+    assert all(not v.is_contiguous() for v in strided.values() if min(v.shape) > 1)
+    torch.save(strided, os.path.join(folder("bin_bf16_strided"), "adapter_model.bin"))
+    write_safetensors(os.path.join(folder("st_bf16"), "adapter_model.safetensors"),
+                      {k: v.float().numpy() for k, v in bf.items()})
+
+    shared = collections.OrderedDict()
+    for k in t:
+        if k.endswith(".lora_A.weight"):
+            b = k[:-len(".lora_A.weight")] + ".lora_B.weight"
+            flat = torch.cat([t[k].flatten(), t[b].flatten()])  # one storage for the pair
+            shared[k] = flat[:t[k].numel()].view(t[k].shape)
+            shared[b] = flat[t[k].numel():].view(t[b].shape)
+    shared._metadata = {"": {"version": 1}}
+    torch.save(shared, os.path.join(folder("bin_ordered_shared"), "adapter_model.bin"))
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("touch " + os.path.join(out_dir, "pwned"),))
+    torch.save({"base_model.model.x": Evil()}, os.path.join(folder("bin_evil"), "adapter_model.bin"))
+    torch.save(t, os.path.join(folder("bin_legacy"), "adapter_model.bin"), _use_new_zipfile_serialization=False)
+    return 0
+
+
 if __name__ == "__main__":
     a = sys.argv[1:]
+    if a[0] == "pickles":
+        sys.exit(pickles(a[1], a[2]))
     if a[0] == "make":
         sys.exit(make(a[1], a[2], int(a[3]), float(a[4]), int(a[5]), int(a[6]), a[7]))
     sys.exit(logits(a[1], a[2], a[3], a[4:]))
