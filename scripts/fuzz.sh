@@ -17,11 +17,12 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT=${TEMPER_FUZZ_DIR:-$ROOT/build-fuzz}  # another directory: several fuzzing checkouts side by side
 FIXTURES=${TEMPER_FIXTURES:-$ROOT/../shared/fixtures}
-ALL=(safetensors gguf checkpoint config tokenizer_json tokenizer_config imatrix tasks)
-declare -A MAX_LEN=([safetensors]=32768 [gguf]=65536 [checkpoint]=131072 [config]=8192
-                    [tokenizer_json]=32768 [tokenizer_config]=65536 [imatrix]=4096 [tasks]=8192)
-declare -A DICT=([safetensors]=json [gguf]=gguf [checkpoint]=gguf [config]=json [tokenizer_json]=json
-                 [tokenizer_config]=json [imatrix]=gguf [tasks]=json)
+export TEMPER_FIXTURES=$FIXTURES  # fuzz_train_data reads Qwen 3's tokenizer and template there
+ALL=(safetensors torch_pickle gguf checkpoint config tokenizer_json tokenizer_config imatrix tasks train_data)
+declare -A MAX_LEN=([safetensors]=32768 [torch_pickle]=16384 [gguf]=65536 [checkpoint]=131072 [config]=8192
+                    [tokenizer_json]=32768 [tokenizer_config]=65536 [imatrix]=4096 [tasks]=8192 [train_data]=4096)
+declare -A DICT=([safetensors]=json [torch_pickle]=pickle [gguf]=gguf [checkpoint]=gguf [config]=json [tokenizer_json]=json
+                 [tokenizer_config]=json [imatrix]=gguf [tasks]=json [train_data]=json)
 
 time_s=60 runs="" jobs=1 harnesses=()
 while [ $# -gt 0 ]; do

@@ -17,7 +17,7 @@ sanitize=0
 ctest --test-dir build --output-on-failure -j2 -LE slow
 
 bash scripts/fuzz.sh --time "${FUZZ_SECONDS:-15}" --jobs 2 \
-  safetensors gguf config tokenizer_json tokenizer_config imatrix tasks
+  safetensors torch_pickle gguf config tokenizer_json tokenizer_config imatrix tasks train_data
 bash scripts/fuzz.sh --runs 0 checkpoint
 
 if [ $sanitize = 1 ]; then

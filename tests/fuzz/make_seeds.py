@@ -182,10 +182,48 @@ for n, v in ent.items():
     dat += struct.pack("<i", len(n)) + n.encode() + struct.pack("<ii", 3, v.size) + v.tobytes()
 put("imatrix", "tiny.dat", dat + struct.pack("<ii", 3, 10) + b"sample.txt")
 
+# --- torch_pickle: adapter_model.bin as torch.save writes it (f32, bf16 strided views, an
+# OrderedDict with _metadata whose tensors share a storage)
+import collections  # noqa: E402
+import io  # noqa: E402
+import torch  # noqa: E402
+
+
+def torch_saved(obj):
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+g = torch.Generator().manual_seed(0)
+a, b = torch.randn(2, 8, generator=g), torch.randn(8, 2, generator=g)
+put("torch_pickle", "f32.bin", torch_saved({"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": a,
+                                            "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": b}))
+put("torch_pickle", "bf16_strided.bin", torch_saved({"x.lora_A.weight": a.bfloat16().t().contiguous().t(),
+                                                     "x.lora_B.weight": b.half()}))
+flat = torch.randn(32, generator=g)
+od = collections.OrderedDict([("a", flat[:16].view(2, 8)), ("b", flat[16:].view(8, 2))])
+od._metadata = {"": {"version": 1}}
+put("torch_pickle", "ordered_shared.bin", torch_saved(od))
+
 # --- tasks JSONL
 qa = os.path.join(fixtures, "instruct", "derived", "gsm8k_test_qa.jsonl")
 lines = read(qa).decode().splitlines()[:3] if os.path.exists(qa) else []
 put("tasks", "gsm8k3.jsonl", "\n".join(lines) + "\n")
 put("tasks", "choices.jsonl", '{"question": "2+2?", "choices": ["3", "4"], "answer": 1}\n\n'
                               '{"question": "Capital of France?", "answer": "#### 1,000.50"}\n')
+# --- training JSONL: every record shape train --data reads (fixtures' GSM8K chat and Alpaca lines)
+derived = os.path.join(fixtures, "instruct", "derived")
+for f, n in (("gsm8k_train_messages.jsonl", 2), ("self_instruct_seed_alpaca.jsonl", 2)):
+    if os.path.exists(os.path.join(derived, f)):
+        put("train_data", f, "\n".join(read(os.path.join(derived, f)).decode().splitlines()[:n]) + "\n")
+put("train_data", "shapes.jsonl", "\n".join(json.dumps(r) for r in [
+    {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                  {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "Bye"},
+                  {"role": "assistant", "content": "Bye!"}]},
+    {"prompt": "Once upon a time", "completion": " there was a cat."},
+    {"prompt": [{"role": "user", "content": "2+2?"}], "completion": [{"role": "assistant", "content": "4"}]},
+    {"instruction": "Add.", "input": "2 and 2", "output": "4"},
+    {"instruction": "Greet.", "output": "Hello"},
+    {"text": "A long story " * 20}]) + "\n")
 shutil.rmtree(work)
