@@ -75,6 +75,7 @@ const ArchSpec kLlamaArch{
     // != key_length, but both come from head_dim (or hidden/heads), so they agree; linear
     // rope.scaling.* applies to every layer there; llama3 scaling is the rope_freqs tensor,
     // which src/models/llama.cpp applies. Other RoPE types temper refuses when reading.
+    .llama_cpp_issues = {},
     .gguf_write = {.parameters = llama_parameters, .vocab = llama_vocab},
     // Interleaved RoPE: the converter permuted q/k rows (kPermuteRopeQ/K).
     .gguf_read = GgufReadRules{.rope_style = RopeStyle::kInterleaved, .act = Activation::kSilu},

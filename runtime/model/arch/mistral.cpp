@@ -64,6 +64,7 @@ const ArchSpec kMistralArch{
     .ignorable = arch::ignore_rotary_buffers,
     .llama_cpp_issues = mistral_llama_cpp_issues,
     .gguf_write = {.parameters = mistral_gguf_parameters, .vocab = mistral_gguf_vocab},
+    .gguf_read = std::nullopt,  // its GGUFs are "llama" ones: Llama reads them
 };
 
 }  // namespace temper
