@@ -19,7 +19,7 @@ void add_export(CLI::App* lora) {
   auto o = std::make_shared<Opts>();
   cmd->add_option("adapter", o->adapter, "Adapter .h5 (temper train or lora import)")->required();
   cmd->add_option("--gguf", o->gguf, "Write a llama.cpp GGUF LoRA adapter here (needs --base)");
-  cmd->add_option("--base", o->base, "The base model (HF folder, .h5 or GGUF): its architecture and tensor names");
+  cmd->add_option("--base", o->base, "The base model (HF folder, .h5 or GGUF): its architecture and tensor names (--peft: needed for fused tensors, e.g. Phi-3)");
   cmd->add_option("--type", o->type, "GGUF LoRA tensor type: F32, F16, BF16 or Q8_0")->capture_default_str();
   cmd->add_option("--peft", o->peft, "Write a PEFT adapter folder (adapter_config.json + adapter_model.safetensors)");
   cmd->add_flag("--modelfile", o->modelfile,
@@ -29,7 +29,7 @@ void add_export(CLI::App* lora) {
     if (o->gguf.empty() == o->peft.empty()) throw CLI::ValidationError("--gguf/--peft", "give exactly one of them");
     if (o->modelfile && o->gguf.empty()) throw CLI::ValidationError("--modelfile", "needs --gguf");
     if (!o->peft.empty()) {
-      export_lora_peft(o->adapter, o->peft, o->force);
+      export_lora_peft(o->adapter, o->peft, o->force, o->base);
       return;
     }
     if (o->base.empty()) throw CLI::ValidationError("--base", "--gguf needs the base model (--base BASE)");

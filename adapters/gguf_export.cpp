@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <optional>
 
+#include "adapters/fused_lora.h"
 #include "adapters/lora.h"
 #include "core/error.h"
 #include "core/escape.h"
@@ -100,25 +101,45 @@ void export_lora_gguf(const GgufLoraExportOptions& opts) {
   };
   std::vector<Tensor> tensors;
   std::vector<std::string> fell_back;
+  auto add_pair = [&](const std::string& gguf_name, const std::vector<float>& pa, const std::vector<float>& pb,
+                      int64_t rank, int64_t in, int64_t out) {
+    const std::string name_a = gguf_name + ".lora_a", name_b = gguf_name + ".lora_b";
+    TEMPER_CHECK(name_b.size() <= kGgufMaxTensorName, "GGUF tensor name '", name_b, "' is longer than ",
+                 kGgufMaxTensorName, " bytes");
+    const DType ta = type_for(opts.type, in, fell_back, name_a), tb = type_for(opts.type, rank, fell_back, name_b);
+    const int64_t shape_a[2] = {rank, in}, shape_b[2] = {out, rank};  // PyTorch order
+    w.add_tensor(name_a, ta, shape_a);
+    w.add_tensor(name_b, tb, shape_b);
+    tensors.push_back({name_a, encode(pa, rank, in, ta)});
+    tensors.push_back({name_b, encode(pb, out, rank, tb)});
+  };
+  // A fused tensor (Phi-3's attn_qkv, ffn_up) takes its blocks' adapters as one pair of rank
+  // n·r (fused_lora.h). llama.cpp scales each pair by alpha / (its rank), n times less than
+  // alpha / r: B is multiplied by n (exact for n = 1, 2; for n = 3 one f32 rounding, <= 2^-24
+  // relative, per element).
+  const auto fused = group_fused_targets(targets, base.desc.config);
+  size_t n_pairs = 0;
   for (const forward::LoraTarget& t : targets) {
     const LoraTensorPair& p = *t.pair;
     // llama.cpp's LoRA pairs are 2-D; its MoE experts are one stacked 3-D tensor per layer.
     TEMPER_CHECK(t.tensor.expert < 0, "LoRA adapter ", escaped(opts.adapter), ": '", escaped(p.module),
                  "' adapts one expert; llama.cpp's GGUF LoRA has no per-expert tensors (its experts are "
                  "stacked in ", t.tensor.gguf_name, "): merge the adapter into the model instead (temper lora merge)");
+    auto f = fused.find(t.tensor.hf_name);
+    if (f != fused.end()) {
+      if (f->second.front() != &t) continue;  // the pair is written at its first block
+      FusedLoraPair m = fuse_lora_blocks(f->second, a.rank);
+      TEMPER_CHECK(t.rope_permute_heads == 0, "a fused tensor with permuted rows cannot take a LoRA");
+      for (float& v : m.b) v *= float(m.n_stacked);
+      add_pair(t.tensor.gguf_name, m.a, m.b, m.rank, m.in, m.out);
+      ++n_pairs;
+      continue;
+    }
     std::vector<float> b = p.b;
     if (t.rope_permute_heads > 0)  // the converter permutes B's rows like W's (LoraTorchTensor)
       arch::permute_rope_rows(b.data(), p.out, a.rank, t.rope_permute_heads);
-    const std::string name_a = t.tensor.gguf_name + ".lora_a", name_b = t.tensor.gguf_name + ".lora_b";
-    TEMPER_CHECK(name_b.size() <= kGgufMaxTensorName, "GGUF tensor name '", name_b, "' is longer than ",
-                 kGgufMaxTensorName, " bytes");
-    const DType ta = type_for(opts.type, p.in, fell_back, name_a),
-                tb = type_for(opts.type, a.rank, fell_back, name_b);
-    const int64_t shape_a[2] = {a.rank, p.in}, shape_b[2] = {p.out, a.rank};  // PyTorch order
-    w.add_tensor(name_a, ta, shape_a);
-    w.add_tensor(name_b, tb, shape_b);
-    tensors.push_back({name_a, encode(p.a, a.rank, p.in, ta)});
-    tensors.push_back({name_b, encode(b, p.out, a.rank, tb)});
+    add_pair(t.tensor.gguf_name, p.a, b, a.rank, p.in, p.out);
+    ++n_pairs;
   }
   if (!fell_back.empty())
     warn(fell_back.size(), " tensors have rows that are not whole Q8_0 blocks (32 values; e.g. ", fell_back.front(),
@@ -132,7 +153,7 @@ void export_lora_gguf(const GgufLoraExportOptions& opts) {
     warn("wrote ", modelfile_path, " with ADAPTER: some Ollama versions refuse adapters at `ollama create`; "
          "`temper lora merge BASE ADAPTER -t TYPE --modelfile` writes a merged GGUF that every version loads");
   }
-  info("wrote ", opts.output, ": ", targets.size(), " adapted tensors, alpha ", alpha, " (scale ", a.scale(),
+  info("wrote ", opts.output, ": ", n_pairs, " adapted tensors, alpha ", alpha, " (scale ", a.scale(),
        a.rslora ? ", rsLoRA folded into alpha" : "", ")");
 }
 

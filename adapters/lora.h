@@ -48,14 +48,21 @@ struct LoraMergeOptions {
 };
 void merge_lora(const LoraMergeOptions& opts);
 
-// `lora export ADAPTER --peft DIR`: adapter_config.json + adapter_model.safetensors with
-// PEFT's key names (base_model.model.<HF module>.lora_A.weight [r, in], lora_B [out, r]).
-void export_lora_peft(const std::string& adapter, const std::string& dir, bool overwrite);
+// `lora export ADAPTER --peft DIR [--base BASE]`: adapter_config.json + adapter_model.safetensors
+// with PEFT's key names (base_model.model.<HF module>.lora_A.weight [r, in], lora_B [out, r]).
+// An architecture with fused tensors (Phi-3's qkv_proj, gate_up_proj) needs `base`: the
+// adapters on a fused tensor's row blocks are written as that one module (adapters/peft.cpp
+// fuse_blocks), with rank_pattern/alpha_pattern where its rank is not r.
+void export_lora_peft(const std::string& adapter, const std::string& dir, bool overwrite,
+                      const std::string& base = "");
 
 // `lora import PEFT_DIR --base BASE -o OUT.h5`: a PEFT LoRA folder (adapter_model.safetensors)
-// checked against the base and written as temper's adapter file. Anything temper cannot
-// represent (DoRA, biases, modules_to_save, rank/alpha patterns, unknown targets) is an error
-// naming the tensor or key.
+// checked against the base and written as temper's adapter file. A fused module (Phi-3's
+// qkv_proj, gate_up_proj) becomes adapters on its row blocks (same A, B's rows of the block).
+// rank_pattern/alpha_pattern are honoured where the module fits the adapter's one rank r (a
+// larger rank whose extra components are zero, a smaller one padded; another scale folded into
+// B). Anything temper cannot represent (DoRA, biases, modules_to_save, a module of more than r
+// non-zero components, unknown targets) is an error naming the tensor or key.
 void import_lora_peft(const std::string& dir, const std::string& base, const std::string& output,
                       bool overwrite);
 

@@ -55,18 +55,19 @@ Loaded load_deltas(const OpenedModel& base, const std::vector<std::string>& spec
       std::vector<float> b = p.b;
       if (gguf && t.rope_permute_heads > 0) arch::permute_rope_rows(b.data(), p.out, a.rank, t.rope_permute_heads);
       const std::string name = gguf ? t.tensor.gguf_name : base.source_name(t.tensor.hf_name);
+      // A fused tensor (Phi-3's qkv_proj, gate_up_proj) takes each block's update in its rows.
       Delta& d = l.by_tensor[name];
       if (d.w.empty()) {
-        d.out = p.out;
+        d.out = t.tensor.shape[0];
         d.in = p.in;
-        d.w.assign(size_t(p.out * p.in), 0.0);
+        d.w.assign(size_t(d.out * d.in), 0.0);
       }
 #pragma omp parallel for schedule(static)
       for (int64_t o = 0; o < p.out; ++o)
         for (int k = 0; k < a.rank; ++k) {
           const double bk = scale * b[size_t(o * a.rank + k)];
           const float* ak = &p.a[size_t(k) * size_t(p.in)];
-          double* row = &d.w[size_t(o * p.in)];
+          double* row = &d.w[size_t((t.row0 + o) * p.in)];
           for (int64_t i = 0; i < p.in; ++i) row[i] += bk * ak[i];
         }
     }

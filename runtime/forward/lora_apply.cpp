@@ -48,6 +48,19 @@ bool lora_slot_of_role(TensorRole role, LoraSlot& slot) {
   }
 }
 
+std::vector<FusedBlock> fused_lora_blocks(const ExpectedTensor& e, const ModelConfig& cfg) {
+  const TensorRole role = e.spec->role;
+  if (e.layer < 0 || (role != TensorRole::kAttnQkv && role != TensorRole::kFfnGateUp)) return {};
+  const LayerConfig& L = cfg.layers.at(size_t(e.layer));
+  // "model.layers.3.self_attn.qkv_proj.weight" -> "model.layers.3.self_attn."
+  const std::string parent = e.hf_name.substr(0, e.hf_name.rfind('.', e.hf_name.size() - 8) + 1);
+  const int64_t q = int64_t(L.n_head) * L.head_dim, kv = int64_t(L.n_head_kv) * L.head_dim, ff = L.d_ff;
+  if (role == TensorRole::kAttnQkv)
+    return {{parent + "q_proj", LoraSlot::kQ, 0, q}, {parent + "k_proj", LoraSlot::kK, q, kv},
+            {parent + "v_proj", LoraSlot::kV, q + kv, kv}};
+  return {{parent + "gate_proj", LoraSlot::kGate, 0, ff}, {parent + "up_proj", LoraSlot::kUp, ff, ff}};
+}
+
 std::vector<LoraTarget> match_lora_to_base(const ModelDescription& base, const LoraAdapter& a,
                                            const std::string& path) {
   TEMPER_CHECK(base.arch, "the base model has no architecture description");
@@ -63,8 +76,13 @@ std::vector<LoraTarget> match_lora_to_base(const ModelDescription& base, const L
     warn(who, ": the base's config.json differs from the one it was trained on (shapes match "
               "so it is applied; check it is the intended base)");
   std::map<std::string, ExpectedTensor> by_module;
+  std::map<std::string, FusedBlock> fused;  // module -> its rows in by_module's fused tensor
   for (ExpectedTensor& e : expected_tensors(*base.arch, cfg))
     if (e.hf_name.ends_with(".weight")) {
+      for (FusedBlock& b : fused_lora_blocks(e, cfg)) {
+        by_module.emplace(b.module, e);
+        fused.emplace(b.module, std::move(b));
+      }
       std::string module = e.hf_name.substr(0, e.hf_name.size() - 7);
       by_module.emplace(std::move(module), std::move(e));
     }
@@ -80,15 +98,21 @@ std::vector<LoraTarget> match_lora_to_base(const ModelDescription& base, const L
     }
     LoraTarget t;
     t.pair = &p;
+    const auto block = fused.find(p.module);
+    if (block != fused.end()) t.slot = block->second.slot;
     TEMPER_CHECK(it != by_module.end() && it->second.layer >= 0 &&
-                     lora_slot_of_role(it->second.spec->role, t.slot),
-                 who, ": tensor '", escaped(p.module),
-                 "' is not one of the base's q/k/v/o/gate/up/down projections");
+                     (block != fused.end() || lora_slot_of_role(it->second.spec->role, t.slot)),
+                 who, ": tensor '", escaped(p.module), "' is not one of the base's q/k/v/o/gate/up/down projections",
+                 it != by_module.end() && fused_lora_blocks(it->second, cfg).size() > 0
+                     ? " (a fused projection is adapted as its row blocks: q_proj, k_proj, v_proj or gate_proj, up_proj)"
+                     : "");
     const ExpectedTensor& e = it->second;
-    TEMPER_CHECK(e.shape.size() == 2 && e.shape[0] == p.out && e.shape[1] == p.in, who,
+    const int64_t rows = block != fused.end() ? block->second.rows : e.shape.empty() ? -1 : e.shape[0];
+    t.row0 = block != fused.end() ? block->second.row0 : 0;
+    TEMPER_CHECK(e.shape.size() == 2 && rows == p.out && e.shape[1] == p.in, who,
                  ": tensor '", escaped(p.module), "' is ", shape_of(p.out, p.in),
-                 " (out, in) but the base's ", e.hf_name, " is ",
-                 e.shape.size() == 2 ? shape_of(e.shape[0], e.shape[1]) : "not a matrix",
+                 " (out, in) but the base's ", e.hf_name, block != fused.end() ? cat(" rows ", t.row0, "..") : "", " is ",
+                 e.shape.size() == 2 ? shape_of(rows, e.shape[1]) : "not a matrix",
                  ": the adapter was made for another base");
     const LayerConfig& L = cfg.layers[size_t(e.layer)];
     if (e.spec->to_gguf == GgufTransform::kPermuteRopeQ) t.rope_permute_heads = L.n_head;

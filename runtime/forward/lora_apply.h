@@ -35,7 +35,21 @@ struct LoraTarget {
   // > 0 when llama.cpp's converter permutes this weight's rows for interleaved RoPE: the
   // number of heads (GGUF layouts need B's rows permuted the same way).
   int rope_permute_heads = 0;
+  // The pair's first row in `tensor` when that is a fused projection (Phi-3's qkv_proj or
+  // gate_up_proj, whose row blocks temper adapts as q/k/v and gate/up): its rows are
+  // [row0, row0 + pair->out) of tensor.shape[0].
+  int64_t row0 = 0;
 };
+
+// A fused projection's row blocks, in storage order, as the separate modules temper's adapters
+// name them: qkv_proj -> q_proj, k_proj, v_proj; gate_up_proj -> gate_proj, up_proj (the same
+// parent module). Empty when `e` is not fused.
+struct FusedBlock {
+  std::string module;  // e.g. "model.layers.3.self_attn.k_proj"
+  LoraSlot slot;
+  int64_t row0, rows;
+};
+std::vector<FusedBlock> fused_lora_blocks(const ExpectedTensor& e, const ModelConfig& cfg);
 
 // Matches every pair of `adapter` (read from `path`, for messages) to the base's projections.
 // Throws Error naming the adapter file and tensor: another architecture, a module the base

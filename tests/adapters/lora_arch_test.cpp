@@ -4,7 +4,9 @@
 // on every dense projection each layer has) is imported by `temper lora import`, and temper's
 // runtime with it gives the logits of peft_ref.py's float64 PyTorch reference applying
 // W x + scaling · B A x to the same HF checkpoint; `temper lora merge` into an f32 checkpoint
-// gives them too, and `lora export --peft` of the import writes back the same tensors.
+// gives them too, and `lora export --peft` of the import writes back the same tensors. On
+// Phi-3 (phi4-mini) the adapter is on PEFT's fused qkv_proj and gate_up_proj, applied by the
+// reference on the fused module; temper adapts their row blocks.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -17,7 +19,10 @@ namespace {
 using namespace lora_test;
 
 // The tiny models share stories260K's tokenizer, so kIds (< 512) are valid ids for each.
-const char* const kArchs[] = {"llama", "qwen3", "qwen3moe", "gemma3", "gemma4-e2b", "gemma4-31b", "gemma4-26b-a4b"};
+// phi4-mini: Phi-3's fused qkv_proj and gate_up_proj, which PEFT adapts as one module each and
+// temper as their row blocks (import splits them; export fuses them back to the same tensors).
+const char* const kArchs[] = {"llama",      "qwen3",      "qwen3moe",       "gemma3",
+                              "gemma4-e2b", "gemma4-31b", "gemma4-26b-a4b", "phi4-mini-short"};
 
 class LoraArch : public ::testing::TestWithParam<const char*> {};
 
@@ -59,7 +64,7 @@ void check_imported_peft_adapter(const std::string& name, const std::string& tar
   // Round trip: export to PEFT, the same tensors under the same keys (up to the text model's
   // wrapper: temper writes transformers >= 4.50's model.language_model. for multimodal classes,
   // where the tiny Gemma 3 was stored in the older language_model.model. layout).
-  r = test::run_temper("lora export " + d / "imported.h5 --peft " + d / "out");
+  r = test::run_temper("lora export " + d / "imported.h5 --peft " + d / "out --base " + model);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   r = test::run_shell(std::string(TEMPER_PYTHON) + " -c \"import sys; sys.path.insert(0, '" + test::source_dir() +
                       "/tests/adapters'); import peft_ref as P; a=P.read_safetensors(sys.argv[1]); "
@@ -97,6 +102,67 @@ TEST(LoraArchExperts, Qwen3MoeExpertAdaptersGiveThePeftLogits) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto ref = read_values<double>(d / "ref2.f64");
   EXPECT_LE(max_abs_diff(temper_logits(d / "base.gguf", {d / "imported.h5"}), ref), 1e-4 * max_abs(ref));
+}
+
+// temper's own Phi-3 adapters: one per row block, each with its own A (as `temper train` makes
+// them), all seven targets (rank 4, alpha 8) and a subset q,v,up (rank 2, alpha 4, rsLoRA).
+// Out to PEFT they are one module per fused tensor, A stacked and B block-diagonal (rank 3r
+// for q,k,v; 2r for q,v and gate,up; r for up alone, with zero rows for the blocks without an
+// adapter), scale kept by rank_pattern/alpha_pattern; out to llama.cpp the same fused pairs on
+// attn_qkv and ffn_up with the factor n (llama.cpp scales by alpha / rank of the tensor) folded
+// into B. Checked by logits, not tensors (import gives rank-r blocks again, not the originals):
+// - peft_ref.py's float64 PEFT forward on the exported folder = temper's runtime with the
+//   adapter (lora_arch's bound, 1e-4 of the largest logit), and = merge of the adapter;
+// - `lora import` of that folder gives temper's logits again (bound 1e-5 of the largest logit:
+//   the same f32 products, only the scale/rank bookkeeping could differ, and it moves them by
+//   far more: a missing or wrong block, or the scale off by n or sqrt(n));
+// - llama.cpp (node-llama-cpp) with the GGUF LoRA on temper's F32 GGUF = temper's runtime with
+//   the adapter on that GGUF (lora_gguf_test's F32 bound, 2e-5 of the largest logit).
+TEST(LoraArchPhi3, TemperBlockAdaptersExportFusedToPeftAndLlamaCpp) {
+  const test::TempDir d;
+  const std::string model = d / "models/phi4-mini-short";
+  auto r = test::run_shell(std::string(TEMPER_PYTHON) + " " + test::source_dir() + "/scripts/tiny_models.py " +
+                           d / "models --dtype f32 --only phi4-mini-short");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = test::run_temper("quantize " + model + " -t F32 -o " + d / "base.gguf");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = test::run_shell(py("logits " + model + " " + ids_csv() + " " + d / "base.f64"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto base_ref = read_values<double>(d / "base.f64");
+  for (const std::string args : {"4 8 0 3 q,k,v,o,gate,up,down", "2 4 1 5 q,v,up"}) {
+    SCOPED_TRACE(args);
+    const std::string a = d / ("s" + args.substr(0, 1));
+    r = test::run_shell(py("make " + model + " " + a + " " + args));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto temper = temper_logits(model, {a + "/adapter.h5"});
+    const double tol = 1e-4 * max_abs(temper);
+    ASSERT_GT(max_abs_diff(temper, base_ref), 100 * tol) << "the adapter must matter";
+
+    r = test::run_temper("lora export " + a + "/adapter.h5 --peft " + a + "/peft --base " + model);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    r = test::run_shell(py("logits " + model + " " + ids_csv() + " " + a + "/ref.f64 " + a + "/peft"));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const double e_peft = max_abs_diff(read_values<double>(a + "/ref.f64"), temper);
+    r = test::run_temper("lora merge " + model + " " + a + "/adapter.h5 -o " + a + "/merged.h5");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const double e_merged = max_abs_diff(temper_logits(a + "/merged.h5", {}), temper);
+    r = test::run_temper("lora import " + a + "/peft --base " + model + " -o " + a + "/back.h5");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const double e_back = max_abs_diff(temper_logits(model, {a + "/back.h5"}), temper);
+
+    r = test::run_temper("lora export " + a + "/adapter.h5 --base " + d / "base.gguf --gguf " + a + "/lora.gguf");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto temper_gguf = temper_logits(d / "base.gguf", {a + "/adapter.h5"});
+    const auto llama = llama_logits(a, "llama", d / "base.gguf", {{a + "/lora.gguf", 1.0}});
+    const double e_llama = max_abs_diff(llama, temper_gguf), tol_llama = 2e-5 * max_abs(temper_gguf);
+    std::printf("%s: max |x - temper --lora|: PyTorch on the PEFT export %.3g, merged %.3g (bound %.3g), "
+                "re-imported %.3g (bound %.3g); llama.cpp GGUF LoRA %.3g (bound %.3g)\n",
+                args.c_str(), e_peft, e_merged, tol, e_back, 0.1 * tol, e_llama, tol_llama);
+    EXPECT_LE(e_peft, tol);
+    EXPECT_LE(e_merged, tol);
+    EXPECT_LE(e_back, 0.1 * tol);
+    EXPECT_LE(e_llama, tol_llama);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryArchitecture, LoraArch, ::testing::ValuesIn(kArchs),

@@ -7,7 +7,10 @@ formula, sharing no code with temper's C++:
   use_rslora, target_modules, ...) + adapter_model.safetensors with keys
   `base_model.model.model.layers.{L}.self_attn.q_proj.lora_A.weight` (A: [r, in], B: [out, r]);
   the same tensors in adapter_model.bin (torch.save of the state dict) in a second folder; and
-  the same adapter in temper's .h5 layout (docs/adapter-format.md, written with h5py).
+  the same adapter in temper's .h5 layout (docs/adapter-format.md, written with h5py). On
+  Phi-3, targets q,k,v,gate,up are temper's adapters on the row blocks of qkv_proj and
+  gate_up_proj (each its own A): only adapter.h5 is written then (PEFT has no such modules);
+  qkv and gate_up are PEFT's fused modules.
 * `logits`: float64 logits of the HF Llama model (tests/forward/torch_ref.py's pieces via
   tests/train/torch_lora_ref.py) with every projection computing PEFT's LoRA Linear forward,
   `W x + scaling * B(A(x))`, scaling = lora_alpha / r (use_rslora: lora_alpha / sqrt(r)),
@@ -31,6 +34,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import struct
 import sys
 
@@ -48,10 +52,12 @@ F = torch.float64
 # temper's architecture ids (base_arch in its adapter file) of the HF architectures.
 ARCH_IDS = {"LlamaForCausalLM": "llama", "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3moe",
             "Gemma3ForCausalLM": "gemma3", "Gemma3ForConditionalGeneration": "gemma3",
-            "Gemma4ForConditionalGeneration": "gemma4", "Gemma4ForCausalLM": "gemma4"}
+            "Gemma4ForConditionalGeneration": "gemma4", "Gemma4ForCausalLM": "gemma4",
+            "Phi3ForCausalLM": "phi3"}
+# qkv and gate_up: Phi-3's fused modules, which PEFT adapts as one nn.Linear each.
 MODULES = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
            "o": "self_attn.o_proj", "gate": "mlp.gate_proj", "up": "mlp.up_proj",
-           "down": "mlp.down_proj"}
+           "down": "mlp.down_proj", "qkv": "self_attn.qkv_proj", "gate_up": "mlp.gate_up_proj"}
 PREFIXES = ["model.language_model.", "language_model.model.", "model.", ""]
 
 
@@ -91,6 +97,19 @@ def read_safetensors(path):
     return out
 
 
+def fused_blocks(text):
+    """Phi-3's row blocks as temper adapts them: module -> (fused module, first row, rows);
+    qkv_proj holds q, k, v rows in that order, gate_up_proj gate then up."""
+    nh = text.get("num_attention_heads", 1)
+    nkv = text.get("num_key_value_heads") or nh
+    hd = text.get("head_dim") or text.get("hidden_size", 0) // nh
+    ff = text.get("intermediate_size", 0)
+    qkv, gu = "self_attn.qkv_proj", "mlp.gate_up_proj"
+    return {"self_attn.q_proj": (qkv, 0, nh * hd), "self_attn.k_proj": (qkv, nh * hd, nkv * hd),
+            "self_attn.v_proj": (qkv, (nh + nkv) * hd, nkv * hd), "mlp.gate_proj": (gu, 0, ff),
+            "mlp.up_proj": (gu, ff, ff)}
+
+
 def make(model_dir, out_dir, rank, alpha, rslora, seed, targets):
     c = json.load(open(os.path.join(model_dir, "config.json")))
     text = c.get("text_config", c)
@@ -103,13 +122,19 @@ def make(model_dir, out_dir, rank, alpha, rslora, seed, targets):
     modules = [m for t in names for m in
                ([MODULES[t]] if not t.startswith("expert_") else
                 ["mlp.experts.%d.%s_proj" % (e, t[len("expert_"):]) for e in range(text.get("num_experts", 0))])]
+    blocks = fused_blocks(text)
     for layer in range(text["num_hidden_layers"]):
         for module in modules:
             # Layers without the projection (v in Gemma 4's k_eq_v layers, K/V of KV-shared
             # layers, the dense MLP of MoE layers) have no adapter on it, as in PEFT.
-            if not w.has("layers.%d.%s.weight" % (layer, module)):
+            name = "layers.%d.%s.weight" % (layer, module)
+            if w.has(name):
+                out_f, in_f = w(name).shape
+            elif targets != "all" and module in blocks and w.has("layers.%d.%s.weight" % (layer, blocks[module][0])):
+                # temper's adapter on a row block of a fused module (Phi-3's q_proj in qkv_proj)
+                out_f, in_f = blocks[module][2], w("layers.%d.%s.weight" % (layer, blocks[module][0])).shape[1]
+            else:
                 continue
-            out_f, in_f = w("layers.%d.%s.weight" % (layer, module)).shape
             key = prefix + "%d.%s" % (layer, module)
             tensors[key + ".lora_A.weight"] = rng.uniform(-1, 1, (rank, in_f)) / math.sqrt(in_f)
             tensors[key + ".lora_B.weight"] = rng.uniform(-0.3, 0.3, (out_f, rank))
@@ -118,12 +143,16 @@ def make(model_dir, out_dir, rank, alpha, rslora, seed, targets):
               "lora_dropout": 0.0, "bias": "none", "fan_in_fan_out": False, "use_dora": False,
               "modules_to_save": None, "init_lora_weights": True, "layers_to_transform": None,
               "rank_pattern": {}, "alpha_pattern": {}, "base_model_name_or_path": model_dir}
-    for sub in ("peft", "peft_bin"):
+    # temper's split blocks have no PEFT module of their name: only adapter.h5 is written then.
+    split = targets != "all" and any(m in blocks and not w.has("layers.0.%s.weight" % m) for m in modules)
+    for sub in () if split else ("peft", "peft_bin"):
         os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
         json.dump(config, open(os.path.join(out_dir, sub, "adapter_config.json"), "w"), indent=2)
-    write_safetensors(os.path.join(out_dir, "peft", "adapter_model.safetensors"), tensors)
-    torch.save({k: torch.tensor(v, dtype=torch.float32) for k, v in tensors.items()},
-               os.path.join(out_dir, "peft_bin", "adapter_model.bin"))
+    if not split:
+        write_safetensors(os.path.join(out_dir, "peft", "adapter_model.safetensors"), tensors)
+        torch.save({k: torch.tensor(v, dtype=torch.float32) for k, v in tensors.items()},
+                   os.path.join(out_dir, "peft_bin", "adapter_model.bin"))
+    os.makedirs(out_dir, exist_ok=True)
     # As temper writes it (docs/adapter-format.md): HDF5's 1.10 format, fixed-length strings
     # (np.bytes_; h5py would store a str as a variable-length string, which temper refuses).
     with h5py.File(os.path.join(out_dir, "adapter.h5"), "w", libver=("v110", "v110")) as f:
@@ -147,16 +176,25 @@ def make(model_dir, out_dir, rank, alpha, rslora, seed, targets):
     return 0
 
 
+def pattern_value(pattern, module, default):
+    """PEFT's get_pattern_key (peft/utils/other.py): the first key k of rank_pattern or
+    alpha_pattern with re.match(rf"(.*\.)?({k})$", module), matched against the module's name
+    in the model PEFT wraps; else the config's r or lora_alpha."""
+    for k, v in (pattern or {}).items():
+        if re.match(r"(.*\.)?(%s)$" % k, module):
+            return v
+    return default
+
+
 def load_peft(spec):
     """A PEFT folder (optionally DIR:MULT) -> {(layer, module): (A, B)} with the multiplier and
-    PEFT's scaling folded into B."""
+    PEFT's scaling (per module: rank_pattern/alpha_pattern) folded into B."""
     d, mult = spec, 1.0
     if ":" in spec and not os.path.exists(spec):
         d, m = spec.rsplit(":", 1)
         mult = float(m)
     cfg = json.load(open(os.path.join(d, "adapter_config.json")))
     r, alpha = cfg["r"], cfg["lora_alpha"]
-    scaling = alpha / math.sqrt(r) if cfg.get("use_rslora") else alpha / r
     st = os.path.join(d, "adapter_model.safetensors")
     if os.path.exists(st):
         t = read_safetensors(st)
@@ -169,6 +207,11 @@ def load_peft(spec):
         mod = key[key.index("layers.") + len("layers."):-len(".lora_A.weight")]
         layer, module = mod.split(".", 1)
         b = t[key.replace(".lora_A.", ".lora_B.")]
+        name = key[len("base_model.model."):-len(".lora_A.weight")]
+        r_m = pattern_value(cfg.get("rank_pattern"), name, r)
+        alpha_m = pattern_value(cfg.get("alpha_pattern"), name, alpha)
+        assert a.shape[0] == r_m and b.shape[1] == r_m, (key, a.shape, b.shape, r_m)
+        scaling = alpha_m / math.sqrt(r_m) if cfg.get("use_rslora") else alpha_m / r_m
         out[(int(layer), module)] = (torch.tensor(a, dtype=F), torch.tensor(b, dtype=F) * (scaling * mult))
     return out
 
