@@ -110,7 +110,8 @@ TEST(LoraArchExperts, Qwen3MoeExpertAdaptersGiveThePeftLogits) {
 // for q,k,v; 2r for q,v and gate,up; r for up alone, with zero rows for the blocks without an
 // adapter), scale kept by rank_pattern/alpha_pattern; out to llama.cpp the same fused pairs on
 // attn_qkv and ffn_up with the factor n (llama.cpp scales by alpha / rank of the tensor) folded
-// into B. Checked by logits, not tensors (import gives rank-r blocks again, not the originals):
+// into B. Checked by logits: the import of the export gives back each block's A and B (the
+// zero columns of B dropped) plus zero adapters on blocks that had none, so not the same files:
 // - peft_ref.py's float64 PEFT forward on the exported folder = temper's runtime with the
 //   adapter (lora_arch's bound, 1e-4 of the largest logit), and = merge of the adapter;
 // - `lora import` of that folder gives temper's logits again (bound 1e-5 of the largest logit:

@@ -90,6 +90,11 @@ TEST_F(LoraPeft, UnsupportedThingsAreRefusedByName) {
       {"type", "c['peft_type']='IA3'", "peft_type = \"IA3\": only LORA"},
       {"rank", "del c['r']", "r (the rank) is missing"},
       {"pattern", "c['rank_pattern']={'q_proj': 8}", "rank_pattern"},
+      {"pattern_rank", "c['rank_pattern']={'layers.0.self_attn.q_proj': 8}; "
+                       "t['base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight']=np.ones((8,64)); "
+                       "t['base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight']=np.ones((64,8))",
+       "'model.layers.0.self_attn.q_proj' has rank 8 (rank_pattern) with 8 non-zero components, more than "
+       "the adapter's r 4"},
       {"magnitude", "t['base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector']=np.ones(64)",
        "tensor 'base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector'"},
       {"target", "t['base_model.model.model.layers.0.self_attn.q_norm.lora_A.weight']=np.ones((4,8)); "
