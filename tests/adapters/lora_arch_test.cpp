@@ -113,7 +113,8 @@ TEST(LoraArchExperts, Qwen3MoeExpertAdaptersGiveThePeftLogits) {
 // into B. Checked by logits: the import of the export gives back each block's A and B (the
 // zero columns of B dropped) plus zero adapters on blocks that had none, so not the same files:
 // - peft_ref.py's float64 PEFT forward on the exported folder = temper's runtime with the
-//   adapter (lora_arch's bound, 1e-4 of the largest logit), and = merge of the adapter;
+//   adapter (lora_arch's bound, 1e-4 of the largest logit), and = merge of the adapter into
+//   the HF base and into the F32 GGUF (its fused attn_qkv / ffn_up rows);
 // - `lora import` of that folder gives temper's logits again (bound 1e-5 of the largest logit:
 //   the same f32 products, only the scale/rank bookkeeping could differ, and it moves them by
 //   far more: a missing or wrong block, or the scale off by n or sqrt(n));
@@ -156,11 +157,16 @@ TEST(LoraArchPhi3, TemperBlockAdaptersExportFusedToPeftAndLlamaCpp) {
     const auto temper_gguf = temper_logits(d / "base.gguf", {a + "/adapter.h5"});
     const auto llama = llama_logits(a, "llama", d / "base.gguf", {{a + "/lora.gguf", 1.0}});
     const double e_llama = max_abs_diff(llama, temper_gguf), tol_llama = 2e-5 * max_abs(temper_gguf);
-    std::printf("%s: max |x - temper --lora|: PyTorch on the PEFT export %.3g, merged %.3g (bound %.3g), "
-                "re-imported %.3g (bound %.3g); llama.cpp GGUF LoRA %.3g (bound %.3g)\n",
-                args.c_str(), e_peft, e_merged, tol, e_back, 0.1 * tol, e_llama, tol_llama);
+    // Merged into the GGUF base's fused attn_qkv / ffn_up (F32 stays F32).
+    r = test::run_temper("lora merge " + d / "base.gguf " + a + "/adapter.h5 -o " + a + "/merged.gguf");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const double e_merged_gguf = max_abs_diff(temper_logits(a + "/merged.gguf", {}), temper_gguf);
+    std::printf("%s: max |x - temper --lora|: PyTorch on the PEFT export %.3g, merged %.3g, merged GGUF %.3g "
+                "(bound %.3g), re-imported %.3g (bound %.3g); llama.cpp GGUF LoRA %.3g (bound %.3g)\n",
+                args.c_str(), e_peft, e_merged, e_merged_gguf, tol, e_back, 0.1 * tol, e_llama, tol_llama);
     EXPECT_LE(e_peft, tol);
     EXPECT_LE(e_merged, tol);
+    EXPECT_LE(e_merged_gguf, tol);
     EXPECT_LE(e_back, 0.1 * tol);
     EXPECT_LE(e_llama, tol_llama);
   }
