@@ -68,7 +68,7 @@ TEST(PortableCpu, HaswellRunsEveryStage) {
   ASSERT_EQ(q.exit_code, 0) << q.err;
   EXPECT_EQ(read_file(d / "native.gguf"), read_file(d / "haswell.gguf"));
 
-  for (const std::string model : {model_dir(), d / "native.gguf"}) {
+  for (const std::string& model : {model_dir(), d / "native.gguf"}) {
     const std::string eval = "eval " + model + " --text " + sample_text() + " --ctx 128 --json -q";
     const RunResult native = run_temper(eval);
     const RunResult haswell = run_on("Haswell-v4", eval);

@@ -198,6 +198,11 @@ TEST(Gemv, EnvironmentForcesPortablePath) {
 TEST(Gemv, AutoPicksTheBestAvailablePath) {
   if (!gemv_avx512_available()) {
     EXPECT_THROW(set_gemv_path(GemvPath::kAvx512), Error);
+    // Without AVX-512 the types that prefer it fall back to AVX2 (where the CPU has it).
+    if (gemv_avx2_available()) {
+      EXPECT_EQ(gemv_path_for(DType::kQ8_0), GemvPath::kAvx2);
+      EXPECT_EQ(gemv_path_for(DType::kQ4_K), GemvPath::kAvx2);
+    }
     GTEST_SKIP() << "this CPU lacks AVX-512 F/BW/VL: the AVX-512 path was not tested";
   }
   EXPECT_EQ(gemv_path_for(DType::kQ8_0), GemvPath::kAvx512);
