@@ -8,9 +8,7 @@ never asserts.
         [--type Q4_K_M] [--temper build/temper] [--text FILE]
 """
 import argparse
-import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -23,16 +21,7 @@ import tiny_models as T  # noqa: E402
 
 
 def make_model(folder, hidden, ffn, layers):
-    c = T.llama_config(tied=False)
-    c.update(hidden_size=hidden, intermediate_size=ffn, num_hidden_layers=layers, num_attention_heads=hidden // 64,
-             num_key_value_heads=max(1, hidden // 256), head_dim=64, torch_dtype="bfloat16")
-    w = T.Weights(12345, 1.0)
-    T.llama_like(w, c)
-    with open(os.path.join(folder, "config.json"), "w") as f:
-        json.dump(c, f, indent=2)
-    for fname in T.TOKENIZER_FILES:
-        shutil.copyfile(os.path.join(T.TOKENIZER_DIR, fname), os.path.join(folder, fname))
-    T.write_checkpoint(folder, w.t, "bf16", False)
+    T.write_wide_llama(folder, hidden, ffn, layers, heads=hidden // 64, kv_heads=max(1, hidden // 256))
 
 
 def timed(cmd):

@@ -473,6 +473,23 @@ def write_model(out_dir, name, dtype, sharded):
     return folder
 
 
+def write_wide_llama(folder, hidden, ffn, layers, heads, kv_heads, head_dim=64, seed=12345):
+    """A Llama-shaped bf16 HF folder of the given widths (untied, stories260K's tokenizer): the
+    models whose size, not values, the benchmarks and memory tests measure."""
+    os.makedirs(folder, exist_ok=True)
+    c = llama_config(tied=False)
+    c.update(hidden_size=hidden, intermediate_size=ffn, num_hidden_layers=layers, num_attention_heads=heads,
+             num_key_value_heads=kv_heads, head_dim=head_dim, torch_dtype="bfloat16")
+    w = Weights(seed, 1.0)
+    llama_like(w, c)
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump(c, f, indent=2)
+    for fname in TOKENIZER_FILES:
+        shutil.copyfile(os.path.join(TOKENIZER_DIR, fname), os.path.join(folder, fname))
+    write_checkpoint(folder, w.t, "bf16", False)
+    return folder
+
+
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out_dir", nargs="?")
