@@ -10,7 +10,6 @@ FusedLoraPair fuse_lora_blocks(std::vector<const forward::LoraTarget*> blocks, i
   std::sort(blocks.begin(), blocks.end(), [](auto* x, auto* y) { return x->row0 < y->row0; });
   const forward::LoraTarget& first = *blocks.front();
   FusedLoraPair m;
-  m.tensor = &first.tensor;
   m.in = first.pair->in;
   m.out = first.tensor.shape[0];
   bool shared_a = true;
@@ -31,10 +30,10 @@ FusedLoraPair fuse_lora_blocks(std::vector<const forward::LoraTarget*> blocks, i
 }
 
 std::map<std::string, std::vector<const forward::LoraTarget*>> group_fused_targets(
-    const std::vector<forward::LoraTarget>& targets, const ModelConfig& cfg) {
+    const std::vector<forward::LoraTarget>& targets) {
   std::map<std::string, std::vector<const forward::LoraTarget*>> fused;
   for (const forward::LoraTarget& t : targets)
-    if (!forward::fused_lora_blocks(t.tensor, cfg).empty()) fused[t.tensor.hf_name].push_back(&t);
+    if (is_fused_projection(t.tensor.spec->role)) fused[t.tensor.hf_name].push_back(&t);
   return fused;
 }
 

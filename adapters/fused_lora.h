@@ -13,7 +13,6 @@ namespace temper {
 
 // One pair on a fused tensor. rank = n·r with n = blocks (1 when the blocks share one A).
 struct FusedLoraPair {
-  const ExpectedTensor* tensor = nullptr;  // the fused base tensor
   int64_t in = 0, out = 0, rank = 0;
   int64_t n_stacked = 1;   // how many A's are stacked: the scale PEFT/llama.cpp derive from rank is n times smaller
   std::vector<float> a, b;  // (rank, in), (out, rank)
@@ -28,8 +27,8 @@ struct FusedLoraPair {
 FusedLoraPair fuse_lora_blocks(std::vector<const forward::LoraTarget*> blocks, int64_t rank);
 
 // `targets` (from match_lora_to_base) that sit on fused tensors, grouped by that tensor's HF
-// name; `cfg` is the base's config.
+// name.
 std::map<std::string, std::vector<const forward::LoraTarget*>> group_fused_targets(
-    const std::vector<forward::LoraTarget>& targets, const ModelConfig& cfg);
+    const std::vector<forward::LoraTarget>& targets);
 
 }  // namespace temper

@@ -117,7 +117,7 @@ void export_lora_gguf(const GgufLoraExportOptions& opts) {
   // n·r (fused_lora.h). llama.cpp scales each pair by alpha / (its rank), n times less than
   // alpha / r: B is multiplied by n (exact for n = 1, 2; for n = 3 one f32 rounding, <= 2^-24
   // relative, per element).
-  const auto fused = group_fused_targets(targets, base.desc.config);
+  const auto fused = group_fused_targets(targets);
   size_t n_pairs = 0;
   for (const forward::LoraTarget& t : targets) {
     const LoraTensorPair& p = *t.pair;

@@ -51,8 +51,8 @@ void merge_lora(const LoraMergeOptions& opts);
 // `lora export ADAPTER --peft DIR [--base BASE]`: adapter_config.json + adapter_model.safetensors
 // with PEFT's key names (base_model.model.<HF module>.lora_A.weight [r, in], lora_B [out, r]).
 // An architecture with fused tensors (Phi-3's qkv_proj, gate_up_proj) needs `base`: the
-// adapters on a fused tensor's row blocks are written as that one module (adapters/peft.cpp
-// fuse_blocks), with rank_pattern/alpha_pattern where its rank is not r.
+// adapters on a fused tensor's row blocks are written as that one module (adapters/fused_lora.h
+// fuse_lora_blocks), with rank_pattern/alpha_pattern where its rank is not r.
 void export_lora_peft(const std::string& adapter, const std::string& dir, bool overwrite,
                       const std::string& base = "");
 

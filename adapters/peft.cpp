@@ -57,7 +57,7 @@ struct PeftModule {
 
 bool has_fused_tensors(const ArchSpec& arch) {
   for (const TensorSpec& t : arch.tensors)
-    if (t.role == TensorRole::kAttnQkv || t.role == TensorRole::kFfnGateUp) return true;
+    if (is_fused_projection(t.role)) return true;
   return false;
 }
 
@@ -78,7 +78,7 @@ void export_lora_peft(const std::string& adapter_path, const std::string& dir, b
     const OpenedModel base = open_model(base_path);
     inputs.insert(inputs.end(), base.files.begin(), base.files.end());
     const std::vector<forward::LoraTarget> targets = forward::match_lora_to_base(base.desc, a, adapter_path);
-    const auto fused = group_fused_targets(targets, base.desc.config);
+    const auto fused = group_fused_targets(targets);
     std::set<std::string> written;
     for (const forward::LoraTarget& t : targets) {
       auto f = fused.find(t.tensor.hf_name);

@@ -27,6 +27,13 @@ Matrix f32_matrix(const std::vector<float>& v, int64_t rows, int64_t cols) {
   return m;
 }
 
+// A slot's projection in HF's Llama-family module names, which a fused projection's blocks
+// take in temper's adapters ("q_proj" .. "down_proj", in LoraSlot order).
+const char* hf_projection_name(LoraSlot s) {
+  static const char* const kNames[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  return kNames[size_t(s)];
+}
+
 std::string shape_of(int64_t rows, int64_t cols) { return cat("(", rows, ", ", cols, ")"); }
 
 }  // namespace
@@ -49,16 +56,19 @@ bool lora_slot_of_role(TensorRole role, LoraSlot& slot) {
 }
 
 std::vector<FusedBlock> fused_lora_blocks(const ExpectedTensor& e, const ModelConfig& cfg) {
-  const TensorRole role = e.spec->role;
-  if (e.layer < 0 || (role != TensorRole::kAttnQkv && role != TensorRole::kFfnGateUp)) return {};
-  const LayerConfig& L = cfg.layers.at(size_t(e.layer));
+  if (e.layer < 0 || !is_fused_projection(e.spec->role)) return {};
   // "model.layers.3.self_attn.qkv_proj.weight" -> "model.layers.3.self_attn."
   const std::string parent = e.hf_name.substr(0, e.hf_name.rfind('.', e.hf_name.size() - 8) + 1);
-  const int64_t q = int64_t(L.n_head) * L.head_dim, kv = int64_t(L.n_head_kv) * L.head_dim, ff = L.d_ff;
-  if (role == TensorRole::kAttnQkv)
-    return {{parent + "q_proj", LoraSlot::kQ, 0, q}, {parent + "k_proj", LoraSlot::kK, q, kv},
-            {parent + "v_proj", LoraSlot::kV, q + kv, kv}};
-  return {{parent + "gate_proj", LoraSlot::kGate, 0, ff}, {parent + "up_proj", LoraSlot::kUp, ff, ff}};
+  std::vector<FusedBlock> out;
+  int64_t row0 = 0;
+  for (const RowBlock& b : fused_row_blocks(e.spec->role, cfg.layers.at(size_t(e.layer)))) {
+    FusedBlock f{parent, LoraSlot::kQ, row0, b.rows};
+    lora_slot_of_role(b.role, f.slot);
+    f.module += hf_projection_name(f.slot);
+    out.push_back(std::move(f));
+    row0 += b.rows;
+  }
+  return out;
 }
 
 std::vector<LoraTarget> match_lora_to_base(const ModelDescription& base, const LoraAdapter& a,
@@ -103,7 +113,7 @@ std::vector<LoraTarget> match_lora_to_base(const ModelDescription& base, const L
     TEMPER_CHECK(it != by_module.end() && it->second.layer >= 0 &&
                      (block != fused.end() || lora_slot_of_role(it->second.spec->role, t.slot)),
                  who, ": tensor '", escaped(p.module), "' is not one of the base's q/k/v/o/gate/up/down projections",
-                 it != by_module.end() && fused_lora_blocks(it->second, cfg).size() > 0
+                 it != by_module.end() && is_fused_projection(it->second.spec->role)
                      ? " (a fused projection is adapted as its row blocks: q_proj, k_proj, v_proj or gate_proj, up_proj)"
                      : "");
     const ExpectedTensor& e = it->second;

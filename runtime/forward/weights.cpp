@@ -3,7 +3,6 @@
 
 #include <map>
 #include <span>
-#include <utility>
 
 #include "core/error.h"
 #include "quant/quant.h"
@@ -140,18 +139,6 @@ Vector* vector_slot(Weights& w, TensorRole role, int layer) {
   }
 }
 
-// A fused projection's row blocks as (slot, rows) in storage order (empty: not fused).
-std::vector<std::pair<Matrix*, int64_t>> fused_blocks(Weights& w, TensorRole role, const ModelConfig& cfg,
-                                                      int layer) {
-  if (layer < 0 || (role != TensorRole::kAttnQkv && role != TensorRole::kFfnGateUp)) return {};
-  const LayerConfig& L = cfg.layers.at(layer);
-  LayerWeights& l = w.layers.at(layer);
-  const int64_t q = int64_t(L.n_head) * L.head_dim, kv = int64_t(L.n_head_kv) * L.head_dim;
-  if (role == TensorRole::kAttnQkv) return {{&l.wq, q}, {&l.wk, kv}, {&l.wv, kv}};
-  if (role == TensorRole::kFfnGateUp) return {{&l.ffn_gate, L.d_ff}, {&l.ffn_up, L.d_ff}};
-  return {};
-}
-
 std::string shape_text(const std::vector<int64_t>& s) {
   std::string out = "[";
   for (size_t i = 0; i < s.size(); ++i) out += cat(i ? ", " : "", s[i]);
@@ -228,18 +215,19 @@ Weights bind_weights(const TensorSource& src, const ModelDescription& desc, Name
     m.cols = per_matrix[1];
     m.row_bytes = quant::row_bytes(t.dtype, m.cols);
     const size_t matrix_bytes = m.row_bytes * size_t(m.rows);
-    if (const auto blocks = fused_blocks(w, role, cfg, e.layer); !blocks.empty()) {
-      // One tensor, several matrices: each slot views its rows. The whole tensor is named once,
-      // by its first block (the block at its first byte, which observers see first).
+    if (is_fused_projection(role) && e.layer >= 0) {
+      // One tensor, several matrices: each block's slot views its rows. The whole tensor is
+      // named once, by its first block (the block at its first byte, which observers see first).
+      const std::vector<RowBlock> blocks = fused_row_blocks(role, cfg.layers.at(e.layer));
       int64_t total = 0;
-      for (const auto& b : blocks) total += b.second;
+      for (const RowBlock& b : blocks) total += b.rows;
       TEMPER_CHECK(total == m.rows && matrix_bytes <= data.size(), "tensor '", t.name, "': ", m.rows,
                    " rows, but the config's blocks sum to ", total);
       m.data = data.data();
       int64_t first = 0;
-      for (auto [slot, rows] : blocks) {
-        *slot = m.slice_rows(first, rows);
-        first += rows;
+      for (const RowBlock& b : blocks) {
+        *matrix_slot(w, b.role, e.layer, -1) = m.slice_rows(first, b.rows);
+        first += b.rows;
       }
       w.names.emplace(m.data, MatrixName{e.gguf_name, e.layer, -1, 0});
       continue;

@@ -89,6 +89,17 @@ struct ExpectedTensor {
   bool required;
 };
 
+// Fused dense projections (kAttnQkv, kFfnGateUp) hold the rows of separate projections stacked,
+// which the forward pass binds as row views and LoRA adapts one by one.
+bool is_fused_projection(TensorRole role);
+struct RowBlock {
+  TensorRole role;  // the separate projection these rows are (kAttnQ, kAttnK, ..., kFfnUp)
+  int64_t rows;
+};
+// The row blocks of `role` in `layer`, in storage order: q, k, v (n_head·hd, n_head_kv·hd twice)
+// or gate, up (d_ff each). Empty when `role` is not fused.
+std::vector<RowBlock> fused_row_blocks(TensorRole role, const LayerConfig& layer);
+
 // How llama.cpp's converter writes this architecture's GGUF metadata: its ModelBase subclass's
 // set_gguf_parameters (the <arch>.* keys, ending with general.file_type) and set_vocab (the
 // tokenizer.ggml.* keys), restated over model/gguf_kv.h.

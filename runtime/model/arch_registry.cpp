@@ -122,6 +122,15 @@ void add_expected(std::vector<ExpectedTensor>& out, const TensorSpec& spec,
 
 }  // namespace
 
+bool is_fused_projection(TensorRole role) { return role == TensorRole::kAttnQkv || role == TensorRole::kFfnGateUp; }
+
+std::vector<RowBlock> fused_row_blocks(TensorRole role, const LayerConfig& L) {
+  const int64_t q = int64_t(L.n_head) * L.head_dim, kv = int64_t(L.n_head_kv) * L.head_dim;
+  if (role == TensorRole::kAttnQkv) return {{TensorRole::kAttnQ, q}, {TensorRole::kAttnK, kv}, {TensorRole::kAttnV, kv}};
+  if (role == TensorRole::kFfnGateUp) return {{TensorRole::kFfnGate, L.d_ff}, {TensorRole::kFfnUp, L.d_ff}};
+  return {};
+}
+
 std::vector<ExpectedTensor> expected_tensors(const ArchSpec& arch, const ModelConfig& cfg) {
   std::vector<ExpectedTensor> out;
   for (const TensorSpec& spec : arch.tensors)
