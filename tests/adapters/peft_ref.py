@@ -97,19 +97,6 @@ def read_safetensors(path):
     return out
 
 
-def fused_blocks(text):
-    """Phi-3's row blocks as temper adapts them: module -> (fused module, first row, rows);
-    qkv_proj holds q, k, v rows in that order, gate_up_proj gate then up."""
-    nh = text.get("num_attention_heads", 1)
-    nkv = text.get("num_key_value_heads") or nh
-    hd = text.get("head_dim") or text.get("hidden_size", 0) // nh
-    ff = text.get("intermediate_size", 0)
-    qkv, gu = "self_attn.qkv_proj", "mlp.gate_up_proj"
-    return {"self_attn.q_proj": (qkv, 0, nh * hd), "self_attn.k_proj": (qkv, nh * hd, nkv * hd),
-            "self_attn.v_proj": (qkv, (nh + nkv) * hd, nkv * hd), "mlp.gate_proj": (gu, 0, ff),
-            "mlp.up_proj": (gu, ff, ff)}
-
-
 def make(model_dir, out_dir, rank, alpha, rslora, seed, targets):
     c = json.load(open(os.path.join(model_dir, "config.json")))
     text = c.get("text_config", c)
@@ -122,7 +109,7 @@ def make(model_dir, out_dir, rank, alpha, rslora, seed, targets):
     modules = [m for t in names for m in
                ([MODULES[t]] if not t.startswith("expert_") else
                 ["mlp.experts.%d.%s_proj" % (e, t[len("expert_"):]) for e in range(text.get("num_experts", 0))])]
-    blocks = fused_blocks(text)
+    blocks = R.phi3_row_blocks(text)
     for layer in range(text["num_hidden_layers"]):
         for module in modules:
             # Layers without the projection (v in Gemma 4's k_eq_v layers, K/V of KV-shared

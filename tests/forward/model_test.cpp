@@ -5,8 +5,8 @@
 
 #include <cmath>
 #include <fstream>
-#include <map>
 #include <cstring>
+#include <map>
 
 #include "core/error.h"
 #include "core/file.h"
@@ -227,10 +227,9 @@ class FusingSource : public TensorSource {
       add(info, std::move(all));
     };
     for (const TensorInfo& t : split.tensors()) {
-      const bool fused_part = t.name.find("_proj") != std::string::npos &&
-                              (t.name.find(".q_proj") != std::string::npos || t.name.find(".k_proj") != std::string::npos ||
-                               t.name.find(".v_proj") != std::string::npos || t.name.find(".gate_proj") != std::string::npos ||
-                               t.name.find(".up_proj") != std::string::npos);
+      bool fused_part = false;
+      for (const char* part : {".q_proj.", ".k_proj.", ".v_proj.", ".gate_proj.", ".up_proj."})
+        fused_part = fused_part || t.name.find(part) != std::string::npos;
       if (!fused_part) add(t, bytes(t.name).second);
     }
     for (int l = 0; l < n_layer; ++l) {
@@ -317,7 +316,6 @@ TEST(ForwardFusedProjections, BindAsRowViewsAndMatchSplitLogits) {
   // The same values in the same order: only a GEMM's choice of kernel by output width could
   // round differently, so 1e-6 of the largest logit.
   EXPECT_LE(max_err, 1e-6 * max_abs);
-
 }
 
 }  // namespace

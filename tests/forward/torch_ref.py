@@ -199,14 +199,25 @@ def forward_llama_qwen(c, w, ids, qk_norm, moe):
 
 # ----------------------------------------------------------------------------- phi3
 
+def phi3_row_blocks(c):
+    """Phi-3's fused projections as Phi3Attention/Phi3MLP split them: qkv_proj's rows q, k, v and
+    gate_up_proj's gate, up, as {separate module: (fused module, first row, rows)}."""
+    nh = c.get("num_attention_heads", 1)
+    nkv = c.get("num_key_value_heads") or nh
+    hd = c.get("head_dim") or c.get("hidden_size", 0) // nh
+    ff = c.get("intermediate_size", 0)
+    qkv, gu = "self_attn.qkv_proj", "mlp.gate_up_proj"
+    return {"self_attn.q_proj": (qkv, 0, nh * hd), "self_attn.k_proj": (qkv, nh * hd, nkv * hd),
+            "self_attn.v_proj": (qkv, (nh + nkv) * hd, nkv * hd), "mlp.gate_proj": (gu, 0, ff),
+            "mlp.up_proj": (gu, ff, ff)}
+
+
 def forward_phi3(c, w, ids):
     """HF Phi3ForCausalLM: fused qkv_proj / gate_up_proj, partial rotary, LongRoPE (short
     factors up to original_max_position_embeddings tokens, long beyond; cos and sin times the
     attention factor, _compute_longrope_parameters)."""
     H, L = c["hidden_size"], c["num_hidden_layers"]
-    nh = c["num_attention_heads"]
-    nkv = c.get("num_key_value_heads") or nh
-    hd = c.get("head_dim") or H // nh
+    hd = c.get("head_dim") or H // c["num_attention_heads"]
     eps = c["rms_norm_eps"]
     rot = int(hd * c.get("partial_rotary_factor", 1.0))
     T = len(ids)
@@ -225,6 +236,7 @@ def forward_phi3(c, w, ids):
         return torch.cat((attn_factor * rope(x[..., :rot], pos, inv), x[..., rot:]), dim=-1)
 
     pos = torch.arange(T)
+    blocks = phi3_row_blocks(c)
     x = w("embed_tokens.weight")[ids]
     for l in range(L):
         p = "layers.%d." % l
@@ -233,9 +245,8 @@ def forward_phi3(c, w, ids):
             qkv = lin(h, w(p + "self_attn.qkv_proj.weight"))
         else:  # the same rows as separate tensors (tests/train/torch_lora_ref.py splits them)
             qkv = torch.cat([lin(h, w(p + "self_attn.%s_proj.weight" % n)) for n in "qkv"], dim=-1)
-        q = qkv[:, : nh * hd].reshape(T, nh, hd)
-        k = qkv[:, nh * hd: (nh + nkv) * hd].reshape(T, nkv, hd)
-        v = qkv[:, (nh + nkv) * hd:].reshape(T, nkv, hd)
+        q, k, v = [qkv[:, r0:r0 + n].reshape(T, -1, hd) for _, r0, n in
+                   (blocks["self_attn.%s_proj" % x] for x in "qkv")]
         q, k = rope_partial(q), rope_partial(k)
         a = attention(q, k, v, hd ** -0.5, c.get("sliding_window") or 0)
         x = x + lin(a, w(p + "self_attn.o_proj.weight"))

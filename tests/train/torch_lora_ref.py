@@ -76,17 +76,13 @@ def split_fused(c, w):
     """Phi-3's qkv_proj and gate_up_proj as separate q/k/v and gate/up tensors (their row
     blocks): temper's LoRA adapts each block as its own projection, and an adapter is found by
     its weight's identity."""
-    nh = c["num_attention_heads"]
-    nkv = c.get("num_key_value_heads") or nh
-    hd = c.get("head_dim") or c["hidden_size"] // nh
     for l in range(c["num_hidden_layers"]):
         p = "model.layers.%d." % l
-        qkv = w.t.pop(p + "self_attn.qkv_proj.weight")
-        rows = {"q": (0, nh * hd), "k": (nh * hd, (nh + nkv) * hd), "v": ((nh + nkv) * hd, (nh + 2 * nkv) * hd)}
-        for n, (a, b) in rows.items():
-            w.t[p + "self_attn.%s_proj.weight" % n] = qkv[a:b].clone()
-        gate, up = w.t.pop(p + "mlp.gate_up_proj.weight").chunk(2, dim=0)
-        w.t[p + "mlp.gate_proj.weight"], w.t[p + "mlp.up_proj.weight"] = gate.clone(), up.clone()
+        fused = {}
+        for module, (whole, r0, n) in R.phi3_row_blocks(c).items():
+            if whole not in fused:
+                fused[whole] = w.t.pop(p + whole + ".weight")
+            w.t[p + module + ".weight"] = fused[whole][r0:r0 + n].clone()
 
 
 def bf16(t):
