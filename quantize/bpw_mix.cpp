@@ -17,11 +17,6 @@ uint64_t n_elems(const GgufTensorPlan& p) {
   return n;
 }
 
-// A type the user or the recipe fixed: overrides, the Q4_0 lattice (quantize/qat.h).
-bool pinned(const TypeChoice& c) {
-  return c.note.starts_with("--") || c.note.find("lattice") != std::string::npos || c.note.starts_with("QAT");
-}
-
 }  // namespace
 
 std::vector<DType> mix_ladder(int64_t ncols, bool output) {
@@ -79,7 +74,7 @@ MixReport choose_mix(const MixOptions& opt, const OpenedModel& model, const std:
     const GgufTensorPlan& p = plans[i];
     const bool output = p.name == "output.weight" || (!has_output && p.name == "token_embd.weight");
     const std::vector<DType> ladder = mix_ladder(p.ne[0], output);
-    if (choices[i].quantized && !pinned(choices[i]) && !ladder.empty() && probe.has_tensor(p.name)) {
+    if (choices[i].quantized && !choices[i].pinned && !ladder.empty() && probe.has_tensor(p.name)) {
       searched.push_back(i);
       MixItem it{p.name, {}};
       for (DType t : ladder) it.options.push_back({t, dtype_bytes(t, n_elems(p)), 0.0});

@@ -267,9 +267,11 @@ std::vector<TypeChoice> choose_tensor_types(const PolicyModel& model, const Poli
     if (opts.token_embd_type && cat == Category::kTokenEmbd) {
       nt = *opts.token_embd_type;
       ch.note = "--token-embedding-type";
+      ch.pinned = true;
     } else if (opts.output_type && cat == Category::kOutput) {
       nt = *opts.output_type;
       ch.note = "--output-tensor-type";
+      ch.pinned = true;
     } else if (is_block_type(default_type)) {
       bool manual = false;
       for (const auto& [re, type] : overrides) {
@@ -277,6 +279,7 @@ std::vector<TypeChoice> choose_tensor_types(const PolicyModel& model, const Poli
           nt = type;
           manual = true;
           ch.note = "--tensor-type";
+          ch.pinned = true;
           break;
         }
       }

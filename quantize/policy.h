@@ -70,6 +70,9 @@ struct TypeChoice {
   bool quantized = false;  // the type differs from the input and is a block type
   bool fallback = false;   // row size fitted no block of the chosen type (see note)
   std::string note;        // why, when not the plain default
+  // Fixed by the user (--tensor-type, --output-tensor-type, --token-embedding-type) or by a
+  // Q4_0 lattice (quantize/qat.h): recipes that choose types (--target-bpw) leave it.
+  bool pinned = false;
 };
 
 // Sorts tensors the way llama.cpp's loader orders them (layer from "blk.N.", then name); the

@@ -215,16 +215,18 @@ std::string apply_qat_recipe(const QatDetection& det, FileType ftype, const std:
   for (size_t i = 0; i < plans.size(); ++i) {
     TypeChoice& ch = choices[i];
     const LatticeStats& s = det.tensors[i];
-    const bool user_chose = ch.note.starts_with("--");
+    const bool user_chose = ch.pinned;
     const bool embedding = plans[i].name == "token_embd.weight" || plans[i].name == "output.weight";
     if (ftype == FileType::kQ4_0 && s.detected() && !user_chose) {
       ch.type = DType::kQ4_0;
       ch.quantized = plans[i].base_type != DType::kQ4_0;
       ch.fallback = false;
       ch.note = "Q4_0 lattice (" + percent(s.fraction()) + " of blocks): exact";
+      ch.pinned = true;
     } else if (ftype == FileType::kQ4_0 && embedding && !s.detected() && !user_chose && ch.type == DType::kQ4_0) {
       ch.type = plans[i].ne[0] % 256 == 0 ? DType::kQ6_K : DType::kQ8_0;
       ch.note = "QAT recipe: embeddings off the lattice keep llama.cpp's output type";
+      ch.pinned = true;
     }
     if (s.detected() && ch.type != DType::kQ4_0 && dtype_traits(ch.type).block_elems > 1) {
       ++elsewhere[std::string(dtype_name(ch.type))];
