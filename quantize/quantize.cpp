@@ -258,14 +258,20 @@ QuantizeReport quantize_model(const QuantizeOptions& o) {
     report.qat = {true, qat.n_measured, qat.n_detected, qat.total.blocks - qat.total.zero, qat.total.on_lattice, 0, 0};
   }
   if (!imatrix.entries.empty()) check_imatrix_fits(imatrix, plans, choices, report.warnings);
+  // --target-bpw and --calibrate run the model: a GGUF input is opened as one once, for both, and
+  // an unwritable output is found before either costs a measurement.
+  OpenedModel opened_gguf;
+  auto runnable = [&]() -> const OpenedModel& {
+    if (model.tensors) return model;
+    if (!opened_gguf.tensors) opened_gguf = open_model(o.input);
+    return opened_gguf;
+  };
+  if (!o.dry_run && (o.mix.enabled() || calibrating)) { AtomicOutput probe(o.output, o.overwrite, inputs); }
   if (o.mix.enabled()) {
     TEMPER_CHECK(!o.pure, "--pure and --target-bpw/--max-kld: the search chooses the types; drop --pure");
-    if (!o.dry_run) { AtomicOutput probe(o.output, o.overwrite, inputs); }  // fail before the measurement
     MixOptions mo = o.mix;
     if (mo.sens.data.empty()) mo.sens.data = o.calibrate.data;
-    OpenedModel opened_gguf;
-    if (!model.tensors) opened_gguf = open_model(o.input);
-    report.mix = choose_mix(mo, model.tensors ? model : opened_gguf, plans, choices, imatrix);
+    report.mix = choose_mix(mo, runnable(), plans, choices, imatrix);
     const FileType ft = mix_file_type(plans, choices, popts.ftype);
     report.file_type = o.mix.target_bpw > 0 ? cat("mix for ", o.mix.target_bpw, " bpw") : cat("mix for KL ", o.mix.max_kld);
     for (auto& [key, value] : kvs)
@@ -309,12 +315,7 @@ QuantizeReport quantize_model(const QuantizeOptions& o) {
   };
 
   CalibrationResult calib;
-  if (calibrating) {
-    { AtomicOutput probe(o.output, o.overwrite, inputs); }  // an unwritable output should not cost a calibration
-    OpenedModel opened_gguf;
-    if (!model.tensors) opened_gguf = open_model(o.input);
-    calib = calibrate_tensors(o, model.tensors ? model : opened_gguf, plans, choices, imatrix, report);
-  }
+  if (calibrating) calib = calibrate_tensors(o, runnable(), plans, choices, imatrix, report);
 
   AtomicOutput out(o.output, o.overwrite, inputs);
   GgufWriter writer(out);
