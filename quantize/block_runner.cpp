@@ -4,7 +4,6 @@
 #include "quantize/block_runner.h"
 
 #include <algorithm>
-#include <climits>
 #include <cmath>
 #include <random>
 
@@ -20,23 +19,10 @@ namespace {
 
 std::vector<int32_t> data_tokens(const std::string& path, const Tokenizer& tok, const std::string& chat_template,
                                  const std::string& flag) {
+  if (path.ends_with(".jsonl") || path.ends_with(".json"))  // chat records, as `temper imatrix --data`
+    return train::chat_token_stream(path, tok, chat_template, flag + " " + path);
   TEMPER_CHECK(file_exists(path) && !is_directory(path), flag, " ", path, ": no such file");
-  if (!path.ends_with(".jsonl") && !path.ends_with(".json"))
-    return tok.encode(read_text_file(path), /*add_special=*/true, /*parse_special=*/false);
-  // Chat records rendered with the model's template, as `temper imatrix --data` reads them.
-  train::ChatDataOptions opt;
-  opt.seq = INT_MAX;
-  opt.train_on = train::TrainOn::kAll;
-  opt.chat_template = chat_template;
-  train::ChatDataStats stats;
-  std::vector<int32_t> out;
-  train::for_each_chat_example(path, tok, opt, stats, [&](train::Example&& ex) {
-    if (ex.tokens.size() > 1 || (ex.tokens.size() == 1 && ex.tokens[0] != tok.bos()))
-      out.insert(out.end(), ex.tokens.begin(), ex.tokens.end());
-  });
-  TEMPER_CHECK(!out.empty(), flag, " ", path, ": ", stats.records, " chat records render to no text",
-               stats.records == 0 ? " (the file has no records)" : "");
-  return out;
+  return tok.encode(read_text_file(path), /*add_special=*/true, /*parse_special=*/false);
 }
 
 }  // namespace

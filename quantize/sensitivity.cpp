@@ -13,6 +13,7 @@
 #include "forward/weights.h"
 #include "quant/quant.h"
 #include "quantize/block_runner.h"
+#include "quantize/imatrix_collect.h"
 #include "tokenizer/tokenizer.h"
 
 namespace temper {
@@ -27,38 +28,6 @@ struct Place {
   int layer = 0;
   calib::Stage group = calib::Stage::kQkv;
   calib::GroupTensor tensor;
-};
-
-// Collects the importance matrix from the full-precision run: per matrix (blk.* as llama-imatrix,
-// and the output head), the sum of each input column's squared activation over the tokens
-// (llama-imatrix's in_sum2 / counts).
-class SquareSums : public forward::MatmulObserver {
- public:
-  explicit SquareSums(const forward::Weights& w) : w_(w) {}
-  void on_matmul(const Matrix& m, const float* x, int64_t n_rows) override {
-    const forward::MatrixName* n = forward::find_matrix(w_, m);
-    if (!n) return;
-    auto& [sum, count] = sums_[n->gguf_name];
-    sum.resize(size_t(m.cols), 0.0);
-    for (int64_t r = 0; r < n_rows; ++r)
-      for (int64_t i = 0; i < m.cols; ++i) sum[size_t(i)] += double(x[r * m.cols + i]) * x[r * m.cols + i];
-    count += n_rows;
-  }
-  Imatrix result(const std::string& dataset, uint32_t chunks) const {
-    Imatrix im;
-    im.file = dataset;
-    im.dataset = dataset;
-    im.chunks = chunks;
-    for (const auto& [name, sc] : sums_) {
-      std::vector<float>& v = im.entries[name];
-      for (double s : sc.first) v.push_back(float(s / double(std::max<int64_t>(1, sc.second))));
-    }
-    return im;
-  }
-
- private:
-  const forward::Weights& w_;
-  std::map<std::string, std::pair<std::vector<double>, int64_t>> sums_;
 };
 
 // log-softmax of each row of `logits` (T, V), in place, accumulated in double.
@@ -111,7 +80,7 @@ struct KlProbe::State {
   const forward::Weights& w() const { return model->weights(); }
   bool tied() const { return w().output.data == w().token_embd.data; }
 
-  // The matrix at `p` quantized to t (bytes kept in `store`).
+  // `m` (named `name`) quantized to t with the imatrix (bytes kept in `store`).
   Matrix quantized(const Matrix& m, const std::string& name, DType t, std::vector<uint8_t>& store) const {
     const std::vector<float> f = calib::matrix_f32(m);
     const size_t rb = quant::row_bytes(t, m.cols);
@@ -180,7 +149,7 @@ KlProbe::KlProbe(const OpenedModel& om, const SensitivityOptions& opt, const Ima
     if (const forward::MatrixName* n = forward::find_matrix(w, w.output)) s.places[n->gguf_name] = {cfg.n_layer, calib::Stage::kQkv, {}};
 
   // The full-precision run: every block's input, the reference distribution, the imatrix.
-  SquareSums sums(w);
+  ImatrixCollector sums(w, /*blk_only=*/false);
   s.xs.assign(size_t(cfg.n_layer + 1), {});
   s.xs[0] = calib::embed_chunks(s.chunks, w.token_embd, *s.model);
   Progress progress("reference", uint64_t(cfg.n_layer + 1) * s.chunks.ids.size(), /*bytes=*/false);
@@ -203,7 +172,7 @@ KlProbe::KlProbe(const OpenedModel& om, const SensitivityOptions& opt, const Ima
     }
   }
   progress.finish();
-  s.imatrix = imatrix ? *imatrix : sums.result(opt.data, uint32_t(s.chunks.ids.size()));
+  s.imatrix = imatrix ? *imatrix : sums.means(opt.data, uint32_t(s.chunks.ids.size()));
 }
 
 KlProbe::~KlProbe() = default;

@@ -2,6 +2,7 @@
 #include "train/data_chat.h"
 
 #include <algorithm>
+#include <climits>
 #include <numeric>
 #include <sstream>
 
@@ -261,6 +262,24 @@ void for_each_chat_example(const std::string& path, const Tokenizer& tok, const 
     ++stats.records;
     fn(example_from_record(rec, tok, opt, where, stats));
   }
+}
+
+std::vector<int32_t> chat_token_stream(const std::string& path, const Tokenizer& tok, const std::string& chat_template,
+                                       const std::string& what) {
+  TEMPER_CHECK(file_exists(path) && !is_directory(path), what, ": no such file");
+  ChatDataOptions opt;
+  opt.seq = INT_MAX;
+  opt.train_on = TrainOn::kAll;
+  opt.chat_template = chat_template;
+  ChatDataStats stats;
+  std::vector<int32_t> out;
+  for_each_chat_example(path, tok, opt, stats, [&](Example&& ex) {
+    if (ex.tokens.size() > 1 || (ex.tokens.size() == 1 && ex.tokens[0] != tok.bos()))
+      out.insert(out.end(), ex.tokens.begin(), ex.tokens.end());
+  });
+  TEMPER_CHECK(!out.empty(), what, ": ", stats.records, " records render to no text",
+               stats.records == 0 ? " (the file has no records)" : "");
+  return out;
 }
 
 std::vector<Example> read_chat_examples(const std::string& path, const Tokenizer& tok, const ChatDataOptions& opt,

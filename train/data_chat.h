@@ -70,6 +70,14 @@ Example example_from_record(const Json& record, const Tokenizer& tok, const Chat
 void for_each_chat_example(const std::string& path, const Tokenizer& tok, const ChatDataOptions& opt,
                            ChatDataStats& stats, const std::function<void(Example&&)>& fn);
 
+// Every record of a .jsonl file rendered whole (every token kept, no length limit) and
+// concatenated into one token stream, as calibration reads chat data (`temper imatrix --data`,
+// `quantize --calibrate`, `--bpw-data`): each conversation starts with the BOS its template
+// writes; one that renders to its BOS alone holds no text and is left out. Throws Error,
+// prefixed by `what` (e.g. "--calibrate FILE"), for a missing file or when nothing renders.
+std::vector<int32_t> chat_token_stream(const std::string& path, const Tokenizer& tok, const std::string& chat_template,
+                                       const std::string& what);
+
 // Reads a .jsonl file of records (any mix of the shapes above). Examples longer than seq are
 // truncated (counted) or dropped with drop_long; examples with no trained token are skipped
 // and counted. Throws Error naming the file and line for a malformed line or record, and when

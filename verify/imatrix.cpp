@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <climits>
 #include <cstdio>
 
 #include "core/error.h"
@@ -13,6 +12,7 @@
 #include "eval_model.h"
 #include "forward/matmul_observer.h"
 #include "quantize/imatrix.h"
+#include "quantize/imatrix_collect.h"
 #include "train/data_chat.h"
 
 namespace temper::verify {
@@ -20,79 +20,6 @@ namespace {
 
 // llama-imatrix's batching (common_params defaults and compute_imatrix).
 constexpr int kLlamaBatch = 2048, kLlamaUbatch = 512, kLlamaMinRows = 16;
-
-// Per-column sums of x² for every blk.* matrix, in double (llama.cpp sums in f32; the test's
-// tolerance covers that).
-class Collector : public forward::MatmulObserver {
- public:
-  explicit Collector(const forward::Weights& w) : w_(w) {}
-  // Rows of the dense products of the next eval: keep[t] says whether token t counts.
-  void set_dense_rows(std::vector<uint8_t> keep) { keep_ = std::move(keep); }
-
-  void on_matmul(const forward::Matrix& w, const float* x, int64_t n) override {
-    const forward::MatrixName* name = forward::find_matrix(w_, w);
-    if (!name || !name->gguf_name.starts_with("blk.")) return;
-    Entry& e = entries_[name->gguf_name];
-    const int64_t K = w.cols;
-    const int n_mat = name->expert >= 0 ? name->n_expert : 1;
-    if (e.sums.empty()) {
-      e.sums.assign(size_t(n_mat * K), 0.0);
-      e.counts.assign(size_t(n_mat), 0);
-    }
-    TEMPER_CHECK(int64_t(e.sums.size()) == n_mat * K, "imatrix: '", name->gguf_name, "' seen with two sizes");
-    const int m = std::max(name->expert, 0);
-    double* acc = &e.sums[size_t(m * K)];
-    if (name->expert < 0)
-      TEMPER_CHECK(size_t(n) == keep_.size(), "imatrix: '", name->gguf_name, "' multiplied ", n, " rows, expected ",
-                   keep_.size());
-    for (int64_t t = 0; t < n; ++t) {
-      if (name->expert < 0 && !keep_[size_t(t)]) continue;
-      const float* r = x + t * K;
-      for (int64_t j = 0; j < K; ++j) acc[j] += double(r[j]) * double(r[j]);
-      ++e.counts[size_t(m)];
-    }
-  }
-
-  ImatrixData data() const {
-    ImatrixData d;
-    for (const auto& [name, e] : entries_) {
-      ImatrixSums s;
-      s.sums.assign(e.sums.begin(), e.sums.end());
-      s.counts = e.counts;
-      d.entries.emplace(name, std::move(s));
-    }
-    return d;
-  }
-
- private:
-  struct Entry {
-    std::vector<double> sums;
-    std::vector<int64_t> counts;
-  };
-  const forward::Weights& w_;
-  std::vector<uint8_t> keep_;
-  std::map<std::string, Entry> entries_;
-};
-
-// Chat records rendered with the model's template (train's reader), every token kept, one
-// stream: each conversation starts with the BOS its template writes.
-std::vector<int32_t> chat_tokens(const std::string& path, const EvalModel& m) {
-  TEMPER_CHECK(file_exists(path) && !is_directory(path), "data file ", path, ": no such file");
-  train::ChatDataOptions opt;
-  opt.seq = INT_MAX;
-  opt.train_on = train::TrainOn::kAll;
-  opt.chat_template = m.chat_template();
-  train::ChatDataStats stats;
-  std::vector<int32_t> out;
-  train::for_each_chat_example(path, *m.tok, opt, stats, [&](train::Example&& ex) {
-    // A conversation that renders to its BOS alone holds no text.
-    if (ex.tokens.size() > 1 || (ex.tokens.size() == 1 && ex.tokens[0] != m.tok->bos()))
-      out.insert(out.end(), ex.tokens.begin(), ex.tokens.end());
-  });
-  TEMPER_CHECK(!out.empty(), "data file ", path, ": ", stats.records, " records render to no text",
-               stats.records == 0 ? " (the file has no records)" : "");
-  return out;
-}
 
 }  // namespace
 
@@ -128,7 +55,7 @@ ImatrixReport run_imatrix(const ImatrixOptions& o) {
     TEMPER_CHECK(file_exists(o.text) && !is_directory(o.text), "text file ", o.text, ": no such file");
     tokens = m->tok->encode(read_text_file(o.text), /*add_special=*/true, /*parse_special=*/false);
   } else {
-    tokens = chat_tokens(o.data, *m);
+    tokens = train::chat_token_stream(o.data, *m->tok, m->chat_template(), "data file " + o.data);
   }
   TEMPER_CHECK(int64_t(tokens.size()) >= o.ctx, source, ": ", tokens.size(), " tokens, but one --ctx ", o.ctx,
                " chunk needs ", o.ctx, " (", o.ctx - int64_t(tokens.size()),
@@ -138,7 +65,7 @@ ImatrixReport run_imatrix(const ImatrixOptions& o) {
   if (o.ctx > m->n_ctx_train() && m->n_ctx_train() > 0)
     warn("--ctx ", o.ctx, " is longer than the model's training context (", m->n_ctx_train(), ")");
 
-  Collector collector(m->model->weights());
+  ImatrixCollector collector(m->model->weights(), /*blk_only=*/true);
   forward::Session session(*m->model, o.ctx);
   const int32_t bos = m->tok->bos();
   Progress progress("imatrix", uint64_t(n_chunk) * uint64_t(o.ctx), /*bytes=*/false);
