@@ -16,6 +16,7 @@
 #include "model/arch/common.h"
 #include "model/gguf_kv.h"
 #include "model/sentencepiece_model.h"
+#include "model/tokenizer_assets.h"
 
 namespace temper {
 
@@ -55,6 +56,12 @@ const std::vector<TensorSpec> kPhi3Tensors = {
      .shape = arch::shapes::ffn_down},
 };
 
+// LongRoPE's attention factor for a context extended `scale` times beyond `orig` tokens: HF
+// _compute_longrope_parameters' default and what llama.cpp's converter writes.
+double longrope_attn_factor(double scale, double orig) {
+  return scale > 1 ? std::sqrt(1 + std::log(scale) / std::log(orig)) : 1.0;
+}
+
 std::vector<float> factor_list(const arch::ConfigView& s, std::string_view key, int n) {
   TEMPER_CHECK(s.json().contains(key) && s.json()[std::string(key)].is_array(), "config.json: key '", s.key_name(key),
                "' must be a list of numbers");
@@ -77,12 +84,8 @@ void apply_longrope(const arch::ConfigView& c, const arch::ConfigView& s, int n_
   layer.rope_freq_factors = factor_list(s, "short_factor", layer.n_rot / 2);
   layer.rope_freq_factors_long = factor_list(s, "long_factor", layer.n_rot / 2);
   layer.rope_long_after = orig;
-  const double factor = double(n_ctx_train) / orig;
-  const double attention_factor =
-      s.has("attention_factor") ? s.get_number("attention_factor")
-      : factor <= 1             ? 1.0
-                                : std::sqrt(1 + std::log(factor) / std::log(double(orig)));
-  layer.rope_attn_factor = float(attention_factor);
+  layer.rope_attn_factor = float(s.has("attention_factor") ? s.get_number("attention_factor")
+                                                            : longrope_attn_factor(double(n_ctx_train) / orig, orig));
 }
 
 ModelConfig parse_phi3(const Json& root) {
@@ -146,8 +149,8 @@ std::vector<LlamaCppIssue> phi3_llama_cpp_issues(const ModelConfig& cfg, const G
                                             " tokens, but llama.cpp disables Phi's sliding window "
                                             "(src/models/phi3.cpp load_arch_hparams)")});
   if (!l.rope_freq_factors_long.empty() && l.rope_long_after > 0) {
-    const double scale = double(cfg.n_ctx_train) / l.rope_long_after;
-    const float converter = float(scale > 1 ? std::sqrt(1 + std::log(scale) / std::log(double(l.rope_long_after))) : 1.0);
+    const float converter =
+        float(longrope_attn_factor(double(cfg.n_ctx_train) / l.rope_long_after, l.rope_long_after));
     if (converter != l.rope_attn_factor)
       issues.push_back({"rope_scaling.attention_factor",
                         cat("attention factor ", l.rope_attn_factor, ", but llama.cpp's converter writes ", converter,
@@ -213,7 +216,8 @@ void phi3_tensor_keys(ArchKvContext& c) {
   const Json& max_pos = required(hp, {"n_positions", "max_position_embeddings"});
   const Json* orig = get_in(c.rope_parameters, "original_max_position_embeddings");
   TEMPER_CHECK(orig, hp.source(), ": Phi-3 needs original_max_position_embeddings");
-  const double scale = double(int_of(max_pos, "max_position_embeddings")) / double(int_of(*orig, "original_max_position_embeddings"));
+  const double n_orig = double(int_of(*orig, "original_max_position_embeddings"));
+  const double scale = double(int_of(max_pos, "max_position_embeddings")) / n_orig;
   const Json* type = get_in(c.rope_parameters, "rope_type");
   TEMPER_CHECK(type && type->is_string() && !type->get<std::string>().empty(), hp.source(),
                ": Missing the required key rope_scaling.type");
@@ -221,7 +225,7 @@ void phi3_tensor_keys(ArchKvContext& c) {
   for (char& ch : t) ch = char(std::tolower(static_cast<unsigned char>(ch)));
   double attn_factor = 1;
   if (t == "su" || t == "longrope") {
-    if (scale > 1) attn_factor = std::sqrt(1 + std::log(scale) / std::log(double(int_of(*orig, "original_max_position_embeddings"))));
+    attn_factor = longrope_attn_factor(scale, n_orig);
   } else if (t == "yarn") {
     if (scale > 1) attn_factor = 0.1 * std::log(scale) + 1.0;
   } else {
@@ -238,8 +242,8 @@ void phi3_tensor_keys(ArchKvContext& c) {
 // names is normally in the two lists that overwrite it.)
 void phi3_vocab(ArchKvContext& c) {
   const TokenizerAssets& t = c.desc.tokenizer;
-  if (!t.tokenizer_config_json.empty()) {
-    const Json tc = parse_json(t.tokenizer_config_json, "tokenizer_config.json");
+  const Json tc = t.tokenizer_config_json.empty() ? Json() : parse_json(t.tokenizer_config_json, "tokenizer_config.json");
+  if (!tc.is_null()) {
     const Json* cls = get_in(tc, "tokenizer_class");
     TEMPER_CHECK(cls, "tokenizer_config.json: missing key 'tokenizer_class' (llama.cpp's Phi-3 converter needs it)");
     if (*cls == "GPT2Tokenizer") return set_vocab_gpt2(c);
@@ -249,7 +253,9 @@ void phi3_vocab(ArchKvContext& c) {
   const Json* vs = c.hp.get("vocab_size");
   const int64_t n = vs ? int_of(*vs, "vocab_size") : int64_t(sp.pieces.size());
   TEMPER_CHECK(int64_t(sp.pieces.size()) <= n, "tokenizer.model has ", sp.pieces.size(), " pieces, more than vocab_size ", n);
-  constexpr int32_t kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6;
+  constexpr int32_t kNormal = int32_t(TokenType::kNormal), kUnknown = int32_t(TokenType::kUnknown),
+                    kControl = int32_t(TokenType::kControl), kUserDefined = int32_t(TokenType::kUserDefined),
+                    kUnused = int32_t(TokenType::kUnused), kByte = int32_t(TokenType::kByte);
   std::vector<std::string> tokens(static_cast<size_t>(n));
   std::vector<float> scores(size_t(n), -10000.0f);
   std::vector<int32_t> types(size_t(n), kUnused);
@@ -271,8 +277,7 @@ void phi3_vocab(ArchKvContext& c) {
     const Json* special = get_in(data, "special");
     types[size_t(id)] = special && truthy(*special) ? kControl : kUserDefined;
   };
-  if (!t.tokenizer_config_json.empty()) {
-    const Json tc = parse_json(t.tokenizer_config_json, "tokenizer_config.json");
+  if (!tc.is_null()) {
     if (const Json* dec = get_in(tc, "added_tokens_decoder"); dec && dec->is_object())
       for (const auto& [key, data] : dec->items()) {
         char* end = nullptr;
