@@ -85,6 +85,20 @@ struct ColumnWriter {
   }
 };
 
+// A ragged per-layer list (checkpoint_read.cpp read_ragged): the layers' values concatenated
+// in layer order as `name`, and each layer's count as `name`_count.
+void write_ragged(const Ctx& c, hid_t lg, const std::vector<LayerConfig>& layers, const std::string& name,
+                  std::vector<float> LayerConfig::*member) {
+  std::vector<float> values;
+  std::vector<int32_t> counts;
+  for (const auto& l : layers) {
+    values.insert(values.end(), (l.*member).begin(), (l.*member).end());
+    counts.push_back(int32_t((l.*member).size()));
+  }
+  h5::write_array(c, lg, name.c_str(), H5T_IEEE_F32LE, values.data(), values.size());
+  h5::write_array(c, lg, (name + "_count").c_str(), H5T_STD_I32LE, counts.data(), counts.size());
+}
+
 void write_config(const Ctx& c, hid_t root, const ModelDescription& d) {
   const ModelConfig& cfg = d.config;
   Id g = h5::create_group(c, root, "config");
@@ -96,31 +110,15 @@ void write_config(const Ctx& c, hid_t root, const ModelDescription& d) {
     c.fail("/config/layers", cat("config has n_layer = ", cfg.n_layer, " but ", cfg.layers.size(), " layer entries"));
   Id lg = h5::create_group(c, g.get(), "layers");
   ckpt::visit_layer_fields(ColumnWriter{c, lg.get(), cfg.layers});
-  // Ragged per-layer lists: values concatenated in layer order, plus each layer's count.
-  std::vector<float> factors;
-  std::vector<int32_t> counts;
-  for (const auto& l : cfg.layers) {
-    factors.insert(factors.end(), l.rope_freq_factors.begin(), l.rope_freq_factors.end());
-    counts.push_back(int32_t(l.rope_freq_factors.size()));
-  }
-  h5::write_array(c, lg.get(), "rope_freq_factors", H5T_IEEE_F32LE, factors.data(), factors.size());
-  h5::write_array(c, lg.get(), "rope_freq_factors_count", H5T_STD_I32LE, counts.data(), counts.size());
+  write_ragged(c, lg.get(), cfg.layers, "rope_freq_factors", &LayerConfig::rope_freq_factors);
   // LongRoPE, only when a layer uses it (checkpoints without it stay as they were).
   bool longrope = false;
   for (const auto& l : cfg.layers) longrope = longrope || !l.rope_freq_factors_long.empty() || l.rope_attn_factor != 1;
   if (!longrope) return;
-  std::vector<float> long_factors, attn_factors;
-  std::vector<int32_t> long_counts, long_after;
-  for (const auto& l : cfg.layers) {
-    long_factors.insert(long_factors.end(), l.rope_freq_factors_long.begin(), l.rope_freq_factors_long.end());
-    long_counts.push_back(int32_t(l.rope_freq_factors_long.size()));
-    long_after.push_back(l.rope_long_after);
-    attn_factors.push_back(l.rope_attn_factor);
-  }
-  h5::write_array(c, lg.get(), "rope_freq_factors_long", H5T_IEEE_F32LE, long_factors.data(), long_factors.size());
-  h5::write_array(c, lg.get(), "rope_freq_factors_long_count", H5T_STD_I32LE, long_counts.data(), long_counts.size());
-  h5::write_array(c, lg.get(), "rope_long_after", H5T_STD_I32LE, long_after.data(), long_after.size());
-  h5::write_array(c, lg.get(), "rope_attn_factor", H5T_IEEE_F32LE, attn_factors.data(), attn_factors.size());
+  write_ragged(c, lg.get(), cfg.layers, "rope_freq_factors_long", &LayerConfig::rope_freq_factors_long);
+  const ColumnWriter columns{c, lg.get(), cfg.layers};
+  columns("rope_long_after", &LayerConfig::rope_long_after);
+  columns("rope_attn_factor", &LayerConfig::rope_attn_factor);
 }
 
 void write_tokenizer(const Ctx& c, hid_t root, const TokenizerAssets& t) {
