@@ -20,6 +20,7 @@
 //   x3 = x2 + [rms](m); [PLE: x3 += rms(Wp(act(Wg x3) ⊙ ple_l); post)]; out = x3 · [scalar]
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 #include "core/error.h"
 #include "forward/layers.h"
@@ -62,17 +63,18 @@ double LoraModel::run(const Batch& batch, float grad_scale, bool backward) {
   TEMPER_CHECK(batch.targets.size() == size_t(n) && batch.positions.size() == size_t(n) &&
                    batch.first_key.size() == size_t(n),
                "batch arrays differ in length");
+  // The rotations use LongRoPE's short factors (LoraModel), HF's choice for an example of at
+  // most rope_long_after tokens; a longer one would need the long factors.
+  int32_t max_position = INT32_MAX;
+  for (const LayerConfig& L : cfg.layers)
+    if (!L.rope_freq_factors_long.empty()) max_position = std::min(max_position, int32_t(L.rope_long_after) - 1);
   for (int64_t t = 0; t < n; ++t) {
     TEMPER_CHECK(batch.tokens[t] >= 0 && batch.tokens[t] < w.token_embd.rows, "token id ",
                  batch.tokens[t], " is outside the vocabulary (", w.token_embd.rows, ")");
     TEMPER_CHECK(batch.targets[t] < w.output.rows, "target id ", batch.targets[t],
                  " is outside the vocabulary (", w.output.rows, ")");
-    // The rotations use LongRoPE's short factors (LoraModel), HF's choice for an example of at
-    // most rope_long_after tokens; a longer one would need the long factors.
-    for (const LayerConfig& L : cfg.layers)
-      TEMPER_CHECK(L.rope_freq_factors_long.empty() || batch.positions[t] < L.rope_long_after,
-                   "training example longer than the ", L.rope_long_after,
-                   " tokens LongRoPE's short factors cover (original_max_position_embeddings)");
+    TEMPER_CHECK(batch.positions[t] <= max_position, "training example longer than the ", max_position + 1,
+                 " tokens LongRoPE's short factors cover (original_max_position_embeddings)");
   }
   const int H = cfg.d_model, r = cfg_.rank, P = cfg.ple_dim;
   const int64_t nH = n * H, ple_w = int64_t(cfg.n_layer) * P;
