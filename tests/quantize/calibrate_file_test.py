@@ -16,33 +16,11 @@ gguf-py (its own block decoders) and numpy float64, not with temper's numbers:
    tune: exit != 0, a message naming the problem, and no output file.
 Usage: calibrate_file_test.py (env TEMPER_BIN, TEMPER_FIXTURES; source dir found from this file).
 """
-import json, os, shutil, subprocess, sys, tempfile
+import json, os, shutil, tempfile
 
 import numpy as np
 
-SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(SRC, ".llama-ref", "llama.cpp", "gguf-py"))
-import gguf  # noqa: E402
-from gguf import quants  # noqa: E402
-
-TEMPER = os.environ["TEMPER_BIN"]
-MODEL = os.path.join(SRC, "sample", "stories260K")
-CALIB = os.path.join(SRC, "sample", "facts_train.jsonl")
-HELD_OUT = os.path.join(SRC, "sample", "tinystories_sample.txt")
-failures = []
-
-
-def run(args, ok=True):
-    r = subprocess.run([TEMPER] + args, capture_output=True, text=True)
-    if ok and r.returncode != 0:
-        sys.exit("temper %s failed:\n%s" % (" ".join(args), r.stderr))
-    return r
-
-
-def check(cond, msg):
-    print(("ok   " if cond else "FAIL ") + msg)
-    if not cond:
-        failures.append(msg)
+from sample_checks import CALIB, HELD_OUT, MODEL, check, finish, gguf, quants, run
 
 
 def tensors(path):
@@ -128,8 +106,7 @@ def main():
               and not [f for f in os.listdir(d) if f.startswith("bad.gguf")],
               "bad input %s: exit %d, '%s' in: %s" % (os.path.basename(args[-1]), r.returncode, want, r.stderr.strip()))
     shutil.rmtree(d)
-    if failures:
-        sys.exit("%d checks failed" % len(failures))
+    finish()
 
 
 if __name__ == "__main__":
