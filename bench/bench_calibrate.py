@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tiny_models as T  # noqa: E402
-from bench_convert import bench_env  # noqa: E402
+from bench_convert import bench_env, in_child  # noqa: E402
 
 
 def timed(cmd, env):
@@ -54,7 +54,7 @@ def main():
     d = tempfile.mkdtemp(prefix="bench_calib_")
     try:
         model = os.path.join(d, "model")
-        T.write_wide_llama(model, a.hidden, a.ffn, a.layers, heads=a.hidden // 64, kv_heads=max(1, a.hidden // 256))
+        in_child(T.write_wide_llama, model, a.hidden, a.ffn, a.layers, a.hidden // 64, max(1, a.hidden // 256))
         im = os.path.join(d, "im.gguf")
         t_im, rss_im, _ = timed([a.temper, "imatrix", model, "--text", a.text, "--chunks", str(max(1, a.tokens // 512)),
                                  "-o", im], env)

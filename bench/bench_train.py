@@ -85,13 +85,16 @@ def make_model(work, name):
         return folder
     os.makedirs(folder, exist_ok=True)
     c = model_config(name)
-    w = T.Weights(0, 1.0)
-    if name.startswith("gemma"):
-        T.gemma4_weights(w, c)
-    else:
-        T.llama_like(w, c)
+
+    def write_weights():  # in a child: the weights held in numpy must not count in any RSS measured
+        w = T.Weights(0, 1.0)
+        if name.startswith("gemma"):
+            T.gemma4_weights(w, c)
+        else:
+            T.llama_like(w, c)
+        T.write_checkpoint(folder, w.t, "bf16", sharded=False)
+    bench_convert.in_child(write_weights)
     c["torch_dtype"] = "bfloat16"
-    T.write_checkpoint(folder, w.t, "bf16", sharded=False)
     for fn in T.TOKENIZER_FILES:
         subprocess.run(["cp", os.path.join(T.TOKENIZER_DIR, fn), folder], check=True)
     json.dump(c, open(os.path.join(folder, "config.json"), "w"), indent=1)  # last: marks the folder complete
@@ -184,8 +187,6 @@ def torch_worker(model, data, threads, steps, seq, mode):
         big = "proj" in name and t.dim() == 2
         tensors[name] = t.to(base_dtype if big else torch.float32)
     w = R.W(tensors, ["model.language_model.", "model.", ""])
-    text = c.get("text_config", c)
-    H = text["hidden_size"]
     adapters = {}
     g = torch.Generator().manual_seed(0)
     for name, t in tensors.items():
@@ -300,7 +301,6 @@ def main():
                 r["temper_" + qt] = temper_train(args, g, data, args.threads, steps, precisions[0])
                 show("temper " + qt, r["temper_" + qt])
         if not args.no_cpu:
-            n = steps * (args.seq - 1)
             one = temper_train(args, model, data, 1, 1, precisions[0])
             many = temper_train(args, model, data, 1, steps, precisions[0])
             t_cpt = (many["cpu"] - one["cpu"]) / ((steps - 1) * (args.seq - 1))
